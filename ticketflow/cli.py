@@ -1,0 +1,68 @@
+"""`ticketflow`: the one command that starts, stops and inspects the platform."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ticketflow import supervisor
+from ticketflow.services import embedded_services
+from ticketflow.settings import get_settings
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    services = embedded_services(settings)
+    if args.services:
+        known = {s.name for s in services}
+        unknown = sorted(set(args.services) - known)
+        if unknown:
+            print(
+                f"error: unknown service(s) {', '.join(unknown)}; "
+                f"choose from {', '.join(sorted(known))}",
+                file=sys.stderr,
+            )
+            return 2
+        services = [s for s in services if s.name in args.services]
+    return supervisor.up(settings, services)
+
+
+def _cmd_down(_: argparse.Namespace) -> int:
+    return supervisor.down(get_settings())
+
+
+def _cmd_status(_: argparse.Namespace) -> int:
+    settings = get_settings()
+    pid = supervisor.running_supervisor_pid(settings)
+    print(f"supervisor {'running, pid ' + str(pid) if pid else 'not running'}")
+    all_ready = True
+    for service in embedded_services(settings):
+        ready = service.is_ready()
+        all_ready &= ready
+        print(f"{service.name:<10} {'up  ' if ready else 'down'} {service.url}")
+    return 0 if all_ready else 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ticketflow", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start the platform in the foreground (Ctrl-C stops it)")
+    up.add_argument("services", nargs="*", help="start only these services (default: all)")
+    up.set_defaults(func=_cmd_up)
+
+    down = commands.add_parser("down", help="stop a running `ticketflow up`")
+    down.set_defaults(func=_cmd_down)
+
+    status = commands.add_parser("status", help="show each service and whether it answers")
+    status.set_defaults(func=_cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""What `ticketflow up` runs: one `Service` per embedded part, in start order.
+
+A service is a command line, the port it binds, how to tell it is ready and how to stop it.
+Parts that the settings point elsewhere (`DATABASE_URL`, `CLICKHOUSE_URL`, `STRIPE_API_KEY`)
+are not started: the platform uses those servers instead.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ticketflow.embedded.payments import HEALTH_PATH as PAYMENTS_HEALTH_PATH
+from ticketflow.embedded.postgres import STOP_SIGNAL as POSTGRES_STOP_SIGNAL
+from ticketflow.embedded.postgres import EmbeddedPostgres
+from ticketflow.settings import LOCALHOST, Settings
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    port: int
+    port_setting: str  # the environment variable that moves it to another port
+    url: str
+    is_ready: Callable[[], bool]
+    prepare: Callable[[], object] = lambda: None  # one-off set-up before the first start
+    run_as: str | None = None  # OS user, when it may not run as root
+    stop_signal: int = signal.SIGTERM
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _postgres(settings: Settings) -> Service:
+    server = EmbeddedPostgres(settings.data_path / "postgres", settings.postgres_port)
+    return Service(
+        name="postgres",
+        argv=server.server_argv(),
+        port=settings.postgres_port,
+        port_setting="TICKETFLOW_POSTGRES_PORT",
+        url=server.url,
+        is_ready=server.is_ready,
+        prepare=server.initialize,
+        run_as=server.user,
+        stop_signal=POSTGRES_STOP_SIGNAL,
+    )
+
+
+def _warehouse(settings: Settings) -> Service:
+    url = f"http://{LOCALHOST}:{settings.warehouse_port}"
+    return Service(
+        name="warehouse",
+        argv=[
+            sys.executable,
+            "-m",
+            "ticketflow.embedded.warehouse",
+            "--path",
+            str(settings.data_path / "clickhouse"),
+            "--port",
+            str(settings.warehouse_port),
+        ],
+        port=settings.warehouse_port,
+        port_setting="TICKETFLOW_WAREHOUSE_PORT",
+        url=url,
+        is_ready=lambda: http_ok(f"{url}/ping"),
+    )
+
+
+def _payments(settings: Settings) -> Service:
+    url = f"http://{LOCALHOST}:{settings.payments_port}"
+    return Service(
+        name="payments",
+        argv=[
+            sys.executable,
+            "-m",
+            "ticketflow.embedded.payments",
+            "--path",
+            str(settings.data_path / "payments"),
+            "--port",
+            str(settings.payments_port),
+            "--fee-percent",
+            str(settings.payments_fee_percent),
+            "--fee-fixed",
+            str(settings.payments_fee_fixed),
+        ],
+        port=settings.payments_port,
+        port_setting="TICKETFLOW_PAYMENTS_PORT",
+        url=url,
+        is_ready=lambda: http_ok(f"{url}{PAYMENTS_HEALTH_PATH}"),
+    )
+
+
+def embedded_services(settings: Settings) -> list[Service]:
+    """The services to start, in dependency order (stopped in reverse)."""
+    services = []
+    if settings.embedded_postgres:
+        services.append(_postgres(settings))
+    if settings.embedded_warehouse:
+        services.append(_warehouse(settings))
+    if settings.embedded_payments:
+        services.append(_payments(settings))
+    return services
+
+
+def log_path(settings: Settings, service: Service) -> Path:
+    return settings.data_path / "log" / f"{service.name}.log"

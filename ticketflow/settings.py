@@ -1,0 +1,90 @@
+"""All of TicketFlow's settings, read once from the environment (and a `.env` file).
+
+Unset service URLs mean "use the embedded default": `ticketflow up` then starts that part itself
+on 127.0.0.1. Set `DATABASE_URL`, `CLICKHOUSE_URL` or `STRIPE_API_KEY` and nothing embedded
+starts for that part.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCALHOST = "127.0.0.1"
+# The key the stripe SDK sends to the embedded localstripe; localstripe accepts any sk_test_ key.
+EMBEDDED_STRIPE_KEY = "sk_test_ticketflow_embedded"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TICKETFLOW_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(default=Path("var"), description="Where embedded parts keep data.")
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "TICKETFLOW_DATABASE_URL")
+    )
+    postgres_port: int = 5433
+
+    clickhouse_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("CLICKHOUSE_URL", "TICKETFLOW_CLICKHOUSE_URL")
+    )
+    warehouse_port: int = 8123
+
+    stripe_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("STRIPE_API_KEY", "TICKETFLOW_STRIPE_API_KEY")
+    )
+    payments_port: int = 8420
+    # The embedded processor charges Stripe's card pricing: percent of the amount plus a fixed
+    # fee in minor units, per successful charge.
+    payments_fee_percent: Decimal = Decimal("2.9")
+    payments_fee_fixed: int = 30
+
+    # --- derived -------------------------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_warehouse(self) -> bool:
+        return self.clickhouse_url is None
+
+    @property
+    def embedded_payments(self) -> bool:
+        return self.stripe_api_key is None
+
+    @property
+    def effective_database_url(self) -> str:
+        """A libpq URL (psycopg 3 / SQLAlchemy `postgresql+psycopg://` after a scheme swap)."""
+        if self.database_url:
+            return self.database_url
+        return f"postgresql://postgres@{LOCALHOST}:{self.postgres_port}/postgres"
+
+    @property
+    def effective_clickhouse_url(self) -> str:
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        return f"http://{LOCALHOST}:{self.warehouse_port}"
+
+    @property
+    def stripe_api_base(self) -> str | None:
+        """Where the stripe SDK is pointed; None means Stripe itself."""
+        return None if self.stripe_api_key else f"http://{LOCALHOST}:{self.payments_port}"
+
+    @property
+    def effective_stripe_api_key(self) -> str:
+        return self.stripe_api_key or EMBEDDED_STRIPE_KEY
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
