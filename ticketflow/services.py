@@ -18,6 +18,7 @@ from pathlib import Path
 from ticketflow.embedded.payments import HEALTH_PATH as PAYMENTS_HEALTH_PATH
 from ticketflow.embedded.postgres import STOP_SIGNAL as POSTGRES_STOP_SIGNAL
 from ticketflow.embedded.postgres import EmbeddedPostgres
+from ticketflow.ports import free_port
 from ticketflow.settings import LOCALHOST, Settings
 
 
@@ -112,6 +113,27 @@ def embedded_services(settings: Settings) -> list[Service]:
     if settings.embedded_payments:
         services.append(_payments(settings))
     return services
+
+
+def service_named(settings: Settings, name: str) -> Service:
+    for service in embedded_services(settings):
+        if service.name == name:
+            return service
+    raise KeyError(f"no embedded service named {name!r} with these settings")
+
+
+def isolated_settings(data_dir: Path) -> Settings:
+    """A private embedded platform: its own data directory and free ports, no `.env`."""
+    return Settings(
+        _env_file=None,
+        data_dir=data_dir,
+        database_url=None,
+        clickhouse_url=None,
+        stripe_api_key=None,
+        postgres_port=free_port(),
+        warehouse_port=free_port(),
+        payments_port=free_port(),
+    )
 
 
 def log_path(settings: Settings, service: Service) -> Path:

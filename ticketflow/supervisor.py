@@ -10,11 +10,9 @@ stop signal, and kills whatever is left of a group that does not exit in time.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from ticketflow.ports import port_is_free
 from ticketflow.services import Service, log_path
 from ticketflow.settings import LOCALHOST, Settings
 
@@ -75,18 +74,6 @@ def supervisor_lock(settings: Settings) -> Iterator[None]:
             yield
         finally:
             handle.truncate(0)
-
-
-def port_is_free(port: int, host: str = LOCALHOST) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise
-    return True
 
 
 def check_ports(services: list[Service]) -> None:

@@ -155,6 +155,8 @@ class WarehouseFront:
         except UnicodeDecodeError:
             error = ClickHouseError.of(SYNTAX_ERROR, "The query is not valid UTF-8")
             return _error_response(error, query_id)
+        except Exception as exc:  # an engine error raised where no narrower handler wraps it
+            return _error_response(ClickHouseError.from_engine(exc), query_id)
         finally:
             if session is not None:
                 self.registry.checkin(session)

@@ -166,10 +166,10 @@ def set_statement(assignments: dict[str, str]) -> str:
 
 _LEADING_COMMENTS = r"(?:\s|/\*.*?\*/|--[^\n]*\n)*"
 # `INSERT INTO <target> [(columns)] [SETTINGS ...] FORMAT <name>`, with the data after it.
-# The target and column list may not contain quotes or VALUES/SELECT: such statements are
+# The target and column list may not contain string literals or VALUES/SELECT: such are
 # plain queries and run whole.
 _INSERT_WITH_FORMAT = re.compile(
-    _LEADING_COMMENTS + r"(?P<statement>INSERT\s+INTO\s+(?P<target>[^'\"]*?))"
+    _LEADING_COMMENTS + r"(?P<statement>INSERT\s+INTO\s+(?P<target>[^']*?))"
     r"\s+FORMAT\s+(?P<format>[A-Za-z0-9_]+)(?=[ \t\f\r\n;]|\Z)",
     re.IGNORECASE | re.DOTALL,
 )

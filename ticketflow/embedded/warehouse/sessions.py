@@ -44,11 +44,14 @@ class Session:
             name: value for name, value in settings.items() if self.url_settings.get(name) != value
         }
         changes.update({name: None for name in self.url_settings if name not in settings})
-        if changes:
-            self.connection.query(set_statement(changes))
-            self.url_settings = dict(settings)
-        if database is not None:
-            self.connection.query(f"USE `{database}`")
+        try:
+            if changes:
+                self.connection.query(set_statement(changes))
+                self.url_settings = dict(settings)
+            if database is not None:
+                self.connection.query(f"USE `{database}`")
+        except Exception as exc:
+            raise ClickHouseError.from_engine(exc) from exc
 
 
 class SessionRegistry:
