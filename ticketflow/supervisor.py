@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from ticketflow.os_users import as_user
 from ticketflow.ports import port_is_free
 from ticketflow.services import Service, log_path
 from ticketflow.settings import LOCALHOST, Settings
@@ -122,8 +123,8 @@ class Supervisor:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            user=service.run_as,
             start_new_session=True,
+            **as_user(service.run_as),
         )
         self.running.append(Running(service, process, log))
         deadline = time.monotonic() + READY_TIMEOUT_S

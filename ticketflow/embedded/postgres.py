@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 
+from ticketflow.os_users import as_user
 from ticketflow.settings import LOCALHOST
 
 SERVICE_USER = "embedded_postgres"
@@ -106,9 +107,9 @@ class EmbeddedPostgres:
                 "--locale=C",
                 f"--username={SUPERUSER}",
             ],
-            user=user,
             capture_output=True,
             text=True,
+            **as_user(user),
         )
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed for {self.data_dir}:\n{result.stderr}")

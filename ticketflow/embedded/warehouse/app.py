@@ -44,7 +44,7 @@ from ticketflow.embedded.warehouse.protocol import (
     parse_params,
     summary_header,
 )
-from ticketflow.embedded.warehouse.sessions import Session, SessionRegistry
+from ticketflow.embedded.warehouse.sessions import QueryStart, Session, SessionRegistry
 
 MAX_QUERY_BYTES = 4 * 1024 * 1024  # a non-INSERT query text larger than this is refused
 INSERT_BATCH_BYTES = 1024 * 1024  # body bytes handed to the engine per call
@@ -139,9 +139,8 @@ class WarehouseFront:
             session = await self.registry.checkout(
                 params.session_id, params.session_timeout, params.session_check
             )
-            await _run(session.apply, params.database, params.settings)
             if insert is not None:
-                return await self._insert(session, insert, body, query_id)
+                return await self._insert(session, params, insert, body, query_id)
             sql = params.query
             if not body.done or body.buffer:
                 text = (await body.read_all(MAX_QUERY_BYTES)).decode()
@@ -183,13 +182,10 @@ class WarehouseFront:
             await body.read_more()
 
     async def _insert(
-        self, session: Session, head: InsertHead, body: Body, query_id: str
+        self, session: Session, params: RequestParams, head: InsertHead, body: Body, query_id: str
     ) -> Response:
         started = time.perf_counter()
-        try:
-            inserter = await _run(session.connection.send_insert, head.statement, head.format)
-        except Exception as exc:
-            raise ClickHouseError.from_engine(exc) from exc
+        inserter = await _run(session.start_insert, params, head.statement, head.format)
         try:
             async for batch in body.batches(head.data_offset):
                 await _run(inserter.append, batch)
@@ -214,51 +210,30 @@ class WarehouseFront:
         if not sql.strip():
             raise ClickHouseError.of(SYNTAX_ERROR, "Empty query")
         fmt = output_format(sql, params.default_format)
-        conn = session.connection
-        kind = conn._conn.classify_query(sql)
-        if kind["statement_count"] > 1:
-            raise ClickHouseError.of(SYNTAX_ERROR, "Multi-statements are not allowed")
         started = time.perf_counter()
-        produces_rows = kind["query_class"].name == "READ_ONLY"
+        start = await _run(session.start_query, params, sql, fmt)
         headers = self._headers(query_id)
-        if produces_rows:
+        if start.produces_rows:
             headers["X-ClickHouse-Format"] = fmt
-        try:
-            stream = await _run(conn.send_query, sql, fmt, params.query_params)
-        except Exception as exc:
-            error = ClickHouseError.from_engine(exc)
-            if "Streaming query is not supported" not in str(error):
-                raise error from exc
-            # chdb streams only SELECT; DDL, SHOW, DESCRIBE and the like run buffered.
-            try:
-                result = await _run(conn.query, sql, fmt, params.query_params)
-            except Exception as exc2:
-                raise ClickHouseError.from_engine(exc2) from exc2
-            data = result.bytes() if hasattr(result, "bytes") else bytes(result)
+        if start.stream is None:
             headers["X-ClickHouse-Summary"] = summary_header(
                 elapsed_s=time.perf_counter() - started
             )
-            return Response(data, headers=headers, media_type=content_type(fmt))
-
-        try:
-            first = await _run(stream.fetch)
-        except Exception as exc:
-            raise ClickHouseError.from_engine(exc) from exc
+            return Response(start.data, headers=headers, media_type=content_type(fmt))
         tag = secrets.token_hex(8)
         headers["X-ClickHouse-Exception-Tag"] = tag
         headers["X-ClickHouse-Summary"] = summary_header()
         return StreamingResponse(
-            self._stream(session, stream, first, tag),
-            headers=headers,
-            media_type=content_type(fmt),
+            self._stream(session, start, tag), headers=headers, media_type=content_type(fmt)
         )
 
-    async def _stream(self, session: Session, stream, first, tag: str) -> AsyncIterator[bytes]:
+    async def _stream(self, session: Session, start: QueryStart, tag: str) -> AsyncIterator[bytes]:
+        stream = start.stream
         try:
-            chunk = first
-            while chunk is not None:
+            if start.data:
+                yield start.data
+            while (chunk := await _run(stream.fetch)) is not None:
                 yield chunk.bytes()
-                chunk = await _run(stream.fetch)
         except Exception as exc:
             yield exception_block(tag, str(ClickHouseError.from_engine(exc)))
         finally:

@@ -17,9 +17,20 @@ import chdb
 
 from ticketflow.embedded.warehouse.protocol import (
     SESSION_NOT_FOUND,
+    SYNTAX_ERROR,
     ClickHouseError,
+    RequestParams,
     set_statement,
 )
+
+
+@dataclass
+class QueryStart:
+    """A query run up to its first chunk: streaming (`stream` set) or already complete."""
+
+    stream: object | None  # chdb StreamingResult, None when the result came buffered
+    data: bytes  # the first chunk, or the whole result when buffered
+    produces_rows: bool  # a SELECT-like statement (ClickHouse then names its format)
 
 
 @dataclass(eq=False)
@@ -50,6 +61,40 @@ class Session:
                 self.url_settings = dict(settings)
             if database is not None:
                 self.connection.query(f"USE `{database}`")
+        except Exception as exc:
+            raise ClickHouseError.from_engine(exc) from exc
+
+    def start_query(self, params: RequestParams, sql: str, fmt: str) -> QueryStart:
+        """Apply the request's context and run `sql` up to its first chunk (blocking)."""
+        self.apply(params.database, params.settings)
+        conn = self.connection
+        query_params = params.query_params
+        try:
+            kind = conn._conn.classify_query(sql)
+            if kind["statement_count"] > 1:
+                raise ClickHouseError.of(SYNTAX_ERROR, "Multi-statements are not allowed")
+            produces_rows = kind["query_class"].name == "READ_ONLY"
+            try:
+                stream = conn.send_query(sql, fmt, query_params)
+            except Exception as exc:
+                if "Streaming query is not supported" not in str(exc):
+                    raise
+                # chdb streams only SELECT; DDL, SHOW, DESCRIBE and the like run buffered.
+                result = conn.query(sql, fmt, query_params)
+                data = result.bytes() if hasattr(result, "bytes") else bytes(result)
+                return QueryStart(None, data, produces_rows)
+            first = stream.fetch()
+            return QueryStart(stream, first.bytes() if first is not None else b"", produces_rows)
+        except ClickHouseError:
+            raise
+        except Exception as exc:
+            raise ClickHouseError.from_engine(exc) from exc
+
+    def start_insert(self, params: RequestParams, statement: str, fmt: str):
+        """Apply the request's context and open a chdb streaming inserter (blocking)."""
+        self.apply(params.database, params.settings)
+        try:
+            return self.connection.send_insert(statement, fmt)
         except Exception as exc:
             raise ClickHouseError.from_engine(exc) from exc
 

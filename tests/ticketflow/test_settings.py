@@ -1,0 +1,43 @@
+"""Settings: one place, environment first, `.env` honoured, unset URLs mean embedded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ticketflow.services import embedded_services
+from ticketflow.settings import Settings
+
+
+def test_defaults_are_the_embedded_platform(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for name in ("DATABASE_URL", "CLICKHOUSE_URL", "STRIPE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.embedded_postgres and settings.embedded_warehouse and settings.embedded_payments
+    assert settings.effective_database_url == "postgresql://postgres@127.0.0.1:5433/postgres"
+    assert settings.effective_clickhouse_url == "http://127.0.0.1:8123"
+    assert settings.stripe_api_base == "http://127.0.0.1:8420"
+    assert [s.name for s in embedded_services(settings)] == ["postgres", "warehouse", "payments"]
+
+
+def test_conventional_names_and_prefix_both_work(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db.internal/tickets")
+    monkeypatch.setenv("TICKETFLOW_CLICKHOUSE_URL", "https://ch.internal:8443")
+    monkeypatch.setenv("TICKETFLOW_PAYMENTS_PORT", "9999")
+    settings = Settings()
+    assert settings.effective_database_url == "postgresql://app@db.internal/tickets"
+    assert settings.effective_clickhouse_url == "https://ch.internal:8443"
+    assert settings.payments_port == 9999
+    # Parts that point elsewhere are not started.
+    assert [s.name for s in embedded_services(settings)] == ["payments"]
+
+
+def test_dotenv_file_is_honoured(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    Path(".env").write_text("STRIPE_API_KEY=sk_live_example\nTICKETFLOW_DATA_DIR=/srv/tf\n")
+    settings = Settings()
+    assert settings.stripe_api_base is None  # the real Stripe
+    assert settings.effective_stripe_api_key == "sk_live_example"
+    assert settings.data_path == Path("/srv/tf")
