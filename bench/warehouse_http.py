@@ -96,9 +96,13 @@ def main() -> None:
                 results[label] = measure(client, data, args.repeat, args.queries)
 
     base = results["in-process chdb"]
-    print(f"rows per insert: {args.rows:,}; medians of {args.repeat} inserts / {args.queries} queries")
-    print(f"{'path':<22}{'insert s':>10}{'rows/s':>13}{'ratio':>7}"
-          f"{'point q ms':>12}{'SELECT 1 ms':>13}{'read all s':>12}{'ratio':>7}")
+    print(
+        f"rows per insert: {args.rows:,}; medians of {args.repeat} inserts, {args.queries} queries"
+    )
+    print(
+        f"{'path':<22}{'insert s':>10}{'rows/s':>13}{'ratio':>7}"
+        f"{'point q ms':>12}{'SELECT 1 ms':>13}{'read all s':>12}{'ratio':>7}"
+    )
     for label, r in results.items():
         print(
             f"{label:<22}{r['insert_s']:>10.3f}{args.rows / r['insert_s']:>13,.0f}"

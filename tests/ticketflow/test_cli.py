@@ -33,7 +33,11 @@ def _env(data_dir: Path, **ports: int) -> dict[str, str]:
 def _start_up(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen, list[str]]:
     """Run `ticketflow up` and return once it says it is up (with the lines it printed)."""
     process = subprocess.Popen(
-        [TICKETFLOW, "up"], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [TICKETFLOW, "up"],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     lines: list[str] = []
@@ -47,8 +51,9 @@ def _start_up(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen, list[st
 
 
 def _run(args: list[str], env, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([TICKETFLOW, *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [TICKETFLOW, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
@@ -76,7 +81,7 @@ def test_up_starts_everything_and_a_signal_stops_every_process(tmp_path, stop_si
         assert process.wait(timeout=60) == 0
     rest = process.stdout.read()
     assert "postgres   stopped" in rest
-    gone, alive = psutil.wait_procs(descendants, timeout=10)
+    _, alive = psutil.wait_procs(descendants, timeout=10)
     assert alive == []
     assert "database system is shut down" in (tmp_path / "var/log/postgres.log").read_text()
 

@@ -42,10 +42,9 @@ def test_server_is_ready_for_logical_decoding(postgres):
 
 def test_data_survives_a_stop_and_start(private_settings):
     postgres = service_named(private_settings, "postgres")
-    with run_services(private_settings, [postgres]):
-        with psycopg.connect(private_settings.effective_database_url) as conn:
-            conn.execute("CREATE TABLE kept (id int PRIMARY KEY)")
-            conn.execute("INSERT INTO kept SELECT generate_series(1, 100)")
-    with run_services(private_settings, [postgres]):
-        with psycopg.connect(private_settings.effective_database_url) as conn:
-            assert conn.execute("SELECT sum(id) FROM kept").fetchone()[0] == 5050
+    url = private_settings.effective_database_url
+    with run_services(private_settings, [postgres]), psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE kept (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO kept SELECT generate_series(1, 100)")
+    with run_services(private_settings, [postgres]), psycopg.connect(url) as conn:
+        assert conn.execute("SELECT sum(id) FROM kept").fetchone()[0] == 5050
