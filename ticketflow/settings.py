@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LOCALHOST = "127.0.0.1"
 # The key the stripe SDK sends to the embedded localstripe; localstripe accepts any sk_test_ key.
 EMBEDDED_STRIPE_KEY = "sk_test_ticketflow_embedded"
+EMBEDDED_WEBHOOK_SECRET = "whsec_ticketflow_embedded"
+DEV_JWT_SECRET = "ticketflow-embedded-demo-secret-change-me"
 
 
 class Settings(BaseSettings):
@@ -45,6 +47,15 @@ class Settings(BaseSettings):
     payments_fee_percent: Decimal = Decimal("2.9")
     payments_fee_fixed: int = 30
 
+    # --- the API ------------------------------------------------------------------------
+    api_port: int = 8000
+    # Signs access tokens. The default is for the embedded demo only; set a long random value
+    # (TICKETFLOW_JWT_SECRET) anywhere real. Checked at start-up when Stripe keys are real.
+    jwt_secret: str = DEV_JWT_SECRET
+    access_token_minutes: int = 60
+    hold_minutes: int = 15  # how long a pending order holds its tickets
+    stripe_webhook_secret: str = EMBEDDED_WEBHOOK_SECRET
+
     # --- derived -------------------------------------------------------------------------
     @property
     def data_path(self) -> Path:
@@ -68,6 +79,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"postgresql://postgres@{LOCALHOST}:{self.postgres_port}/postgres"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL for SQLAlchemy with the psycopg 3 driver."""
+        url = self.effective_database_url
+        for scheme in ("postgresql://", "postgres://"):
+            if url.startswith(scheme):
+                return "postgresql+psycopg://" + url.removeprefix(scheme)
+        return url
 
     @property
     def effective_clickhouse_url(self) -> str:

@@ -1,0 +1,93 @@
+"""What was bought: orders (which also hold inventory while pending), items, tickets, check-ins."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from api.models.base import Base, created_at, id_column, pg_enum
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+# Orders whose items take capacity. A pending order holds only until `expires_at`.
+HOLDING_STATUSES = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("total_minor = subtotal_minor - discount_minor", name="total_adds_up"),
+        CheckConstraint("discount_minor BETWEEN 0 AND subtotal_minor", name="discount_in_range"),
+        Index(
+            "ix_orders_pending_expiry",
+            "expires_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = id_column()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    status: Mapped[OrderStatus] = mapped_column(
+        pg_enum(OrderStatus, "order_status"), default=OrderStatus.PENDING
+    )
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal_minor: Mapped[int]
+    discount_minor: Mapped[int] = mapped_column(default=0)
+    total_minor: Mapped[int]
+    promo_code_id: Mapped[int | None] = mapped_column(ForeignKey("promo_codes.id"))
+    expires_at: Mapped[datetime]
+    paid_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = created_at()
+
+
+class OrderItem(Base):
+    __tablename__ = "order_items"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    id: Mapped[int] = id_column()
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    ticket_type_id: Mapped[int] = mapped_column(ForeignKey("ticket_types.id"), index=True)
+    quantity: Mapped[int]
+    unit_price_minor: Mapped[int]
+
+
+class TicketStatus(enum.StrEnum):
+    VALID = "valid"
+    VOID = "void"  # its order was refunded in full
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = id_column()
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    order_item_id: Mapped[int] = mapped_column(ForeignKey("order_items.id"))
+    ticket_type_id: Mapped[int] = mapped_column(ForeignKey("ticket_types.id"))
+    code: Mapped[str] = mapped_column(String(40), unique=True)  # unguessable, on the QR code
+    status: Mapped[TicketStatus] = mapped_column(
+        pg_enum(TicketStatus, "ticket_status"), default=TicketStatus.VALID
+    )
+    created_at: Mapped[datetime] = created_at()
+
+
+class CheckIn(Base):
+    """A ticket's entry. One per ticket: a second scan is refused with this row's time."""
+
+    __tablename__ = "check_ins"
+
+    id: Mapped[int] = id_column()
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    checked_in_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    checked_in_at: Mapped[datetime] = created_at()

@@ -1,0 +1,1 @@
+"""Business actions: one function per action, `(session, *, ...)`, never committing itself."""

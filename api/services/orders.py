@@ -1,0 +1,169 @@
+"""Placing orders (which hold tickets while pending) and releasing expired holds."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from api.errors import InvalidInput, NotFound, OverOrderLimit, SalesClosed, SoldOut
+from api.models import (
+    DiscountKind,
+    Event,
+    EventStatus,
+    Order,
+    OrderItem,
+    OrderStatus,
+    PromoCode,
+    TicketType,
+)
+from api.services import inventory
+
+
+@dataclass(frozen=True)
+class LineRequest:
+    ticket_type_id: int
+    quantity: int
+
+
+def _sales_open(event: Event, ticket_type: TicketType, now: datetime) -> bool:
+    start = ticket_type.sales_start_at or event.sales_start_at
+    end = ticket_type.sales_end_at or event.sales_end_at
+    return start <= now < end
+
+
+def _discount(promo: PromoCode | None, subtotal: int) -> int:
+    if promo is None:
+        return 0
+    if promo.kind == DiscountKind.PERCENT:
+        return subtotal * promo.value // 100  # rounds in the buyer's disfavour by < 1 minor unit
+    return min(promo.value, subtotal)
+
+
+def _promo(session: Session, event_id: int, code: str, now: datetime) -> PromoCode:
+    promo = session.scalar(
+        select(PromoCode).where(PromoCode.event_id == event_id, PromoCode.code == code.upper())
+    )
+    if promo is None:
+        raise InvalidInput("unknown promo code", field="promo_code")
+    if (promo.valid_from and now < promo.valid_from) or (
+        promo.valid_until and now >= promo.valid_until
+    ):
+        raise InvalidInput("this promo code is not valid now", field="promo_code")
+    return promo
+
+
+def _check_promo_uses(session: Session, promo: PromoCode, now: datetime) -> None:
+    """Called under the inventory locks, so two buyers cannot both take the last use."""
+    if promo.max_uses is None:
+        return
+    used = session.scalar(
+        select(func.count())
+        .select_from(Order)
+        .where(Order.promo_code_id == promo.id, inventory.holding(now))
+    )
+    if used >= promo.max_uses:
+        raise InvalidInput("this promo code has been used up", field="promo_code")
+
+
+def place_order(
+    session: Session,
+    *,
+    user_id: int,
+    event_id: int,
+    lines: list[LineRequest],
+    now: datetime,
+    hold: timedelta,
+    promo_code: str | None = None,
+) -> Order:
+    """Create a pending order that holds its tickets until `now + hold`.
+
+    Raises NotFound (unknown or unpublished event or ticket type), SalesClosed, OverOrderLimit,
+    SoldOut (with what is left), InvalidInput (bad promo code, empty order) or Busy.
+    """
+    wanted = Counter()
+    for line in lines:
+        if line.quantity <= 0:
+            raise InvalidInput("quantities must be positive", field="items")
+        wanted[line.ticket_type_id] += line.quantity
+    if not wanted:
+        raise InvalidInput("an order needs at least one ticket", field="items")
+
+    event = session.get(Event, event_id)
+    if event is None or event.status != EventStatus.PUBLISHED:
+        raise NotFound("event not found")
+    types = {
+        t.id: t
+        for t in session.scalars(
+            select(TicketType).where(TicketType.id.in_(wanted), TicketType.event_id == event_id)
+        )
+    }
+    missing = sorted(set(wanted) - set(types))
+    if missing:
+        raise NotFound("ticket type not found", ticket_type_ids=missing)
+    currencies = {t.currency for t in types.values()}
+    if len(currencies) != 1:
+        raise InvalidInput("all tickets of one order must share a currency", field="items")
+    for type_id, quantity in wanted.items():
+        ticket_type = types[type_id]
+        if not _sales_open(event, ticket_type, now):
+            raise SalesClosed("sales are not open for this ticket type", ticket_type_id=type_id)
+        if quantity > ticket_type.max_per_order:
+            raise OverOrderLimit(
+                f"at most {ticket_type.max_per_order} per order",
+                ticket_type_id=type_id,
+                max_per_order=ticket_type.max_per_order,
+            )
+    promo = _promo(session, event_id, promo_code, now) if promo_code else None
+
+    inventory.lock_capacities(session, wanted)
+    short = inventory.shortfalls(inventory.capacities(session, wanted, now), wanted)
+    if short:
+        left = inventory.available(session, wanted, now)
+        raise SoldOut("not enough tickets left", available=left)
+    if promo is not None:
+        _check_promo_uses(session, promo, now)
+
+    subtotal = sum(types[t].price_minor * q for t, q in wanted.items())
+    discount = _discount(promo, subtotal)
+    order = Order(
+        user_id=user_id,
+        event_id=event_id,
+        status=OrderStatus.PENDING,
+        currency=currencies.pop(),
+        subtotal_minor=subtotal,
+        discount_minor=discount,
+        total_minor=subtotal - discount,
+        promo_code_id=promo.id if promo else None,
+        expires_at=now + hold,
+    )
+    session.add(order)
+    session.flush()
+    session.add_all(
+        OrderItem(
+            order_id=order.id,
+            ticket_type_id=type_id,
+            quantity=quantity,
+            unit_price_minor=types[type_id].price_minor,
+        )
+        for type_id, quantity in sorted(wanted.items())
+    )
+    session.flush()
+    return order
+
+
+def expire_holds(session: Session, *, now: datetime) -> int:
+    """Mark pending orders past their hold as expired; return how many.
+
+    Expired holds stop counting at `expires_at` whether or not this ran: the sweeper only
+    makes the state visible.
+    """
+    result = session.execute(
+        update(Order)
+        .where(Order.status == OrderStatus.PENDING, Order.expires_at <= now)
+        .values(status=OrderStatus.EXPIRED)
+    )
+    return result.rowcount

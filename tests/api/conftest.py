@@ -1,0 +1,90 @@
+"""A migrated database of its own for the API tests, on the session's embedded PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, create_engine
+
+from api import migrate
+from api.db import unit_of_work
+from api.models import Event, EventStatus, Organizer, Role, TicketType, User
+from tests.api.factories import NOW
+from ticketflow.settings import Settings
+
+
+def _fresh_database(settings: Settings, name: str) -> str:
+    with psycopg.connect(settings.effective_database_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = settings.sqlalchemy_url.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def create_database(postgres: Settings):
+    """`create_database(name)` -> the SQLAlchemy URL of a new, empty database."""
+    return lambda name: _fresh_database(postgres, name)
+
+
+@pytest.fixture(scope="session")
+def db_url(postgres: Settings) -> str:
+    url = _fresh_database(postgres, "ticketflow_test")
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = create_engine(db_url, pool_size=60, max_overflow=0)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def make_event(engine: Engine):
+    """Create a published event with ticket types: `make_event(capacities=[100])`."""
+
+    def make(capacities=(100,), price_minor=2500, max_per_order=10, status=EventStatus.PUBLISHED):
+        with unit_of_work(engine) as session:
+            organizer = Organizer(name="Night Owls")
+            buyer = User(
+                email=f"buyer{id(organizer)}@example.com",
+                password_hash="x",
+                full_name="Buyer",
+                role=Role.ATTENDEE,
+            )
+            session.add_all([organizer, buyer])
+            session.flush()
+            event = Event(
+                organizer_id=organizer.id,
+                title="Concert",
+                category="music",
+                status=status,
+                timezone="Europe/Berlin",
+                starts_at=NOW + timedelta(days=30),
+                ends_at=NOW + timedelta(days=30, hours=3),
+                sales_start_at=NOW - timedelta(days=1),
+                sales_end_at=NOW + timedelta(days=29),
+            )
+            session.add(event)
+            session.flush()
+            types = [
+                TicketType(
+                    event_id=event.id,
+                    name=f"Tier {i}",
+                    price_minor=price_minor,
+                    currency="EUR",
+                    capacity=capacity,
+                    max_per_order=max_per_order,
+                )
+                for i, capacity in enumerate(capacities)
+            ]
+            session.add_all(types)
+            session.flush()
+            return event.id, [t.id for t in types], buyer.id
+
+    return make
