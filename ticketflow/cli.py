@@ -34,7 +34,10 @@ def _cmd_down(_: argparse.Namespace) -> int:
 def _cmd_status(_: argparse.Namespace) -> int:
     settings = get_settings()
     pid = supervisor.running_supervisor_pid(settings)
-    print(f"supervisor {'running, pid ' + str(pid) if pid else 'not running'}")
+    if pid is None:
+        print("supervisor not running")
+    else:
+        print(f"supervisor running, pid {pid or 'not yet written'}")
     all_ready = True
     for service in embedded_services(settings):
         ready = service.is_ready()

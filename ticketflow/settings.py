@@ -11,7 +11,7 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCALHOST = "127.0.0.1"
@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     access_token_minutes: int = 60
     hold_minutes: int = 15  # how long a pending order holds its tickets
     stripe_webhook_secret: str = EMBEDDED_WEBHOOK_SECRET
+
+    @field_validator("database_url", "clickhouse_url", "stripe_api_key", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        """`DATABASE_URL=` in a `.env` file means "not set", i.e. embedded."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     # --- derived -------------------------------------------------------------------------
     @property

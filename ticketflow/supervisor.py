@@ -38,17 +38,21 @@ def lock_path(settings: Settings) -> Path:
     return settings.data_path / "run" / "supervisor.lock"
 
 
+UNKNOWN_PID = 0  # a supervisor holds the lock but has not written its PID yet
+
+
 def running_supervisor_pid(settings: Settings) -> int | None:
-    """The PID of the supervisor holding this data directory, or None."""
+    """The PID of the supervisor holding this data directory, UNKNOWN_PID, or None."""
     path = lock_path(settings)
     if not path.exists():
         return None
     with path.open("r") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A shared lock: probing never blocks an `up` that is taking the exclusive one.
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             text = handle.read().strip()
-            return int(text) if text.isdigit() else -1
+            return int(text) if text.isdigit() and int(text) > 0 else UNKNOWN_PID
         fcntl.flock(handle, fcntl.LOCK_UN)
     return None
 
@@ -101,18 +105,23 @@ class Supervisor:
         self.services = services
         self.out = out
         self.running: list[Running] = []
-        self._stop_requested = False
+        self.stop_requested = False
 
     # --- start ---------------------------------------------------------------------------
     def start_all(self) -> None:
         check_ports(self.services)
         for service in self.services:
-            if self._stop_requested:
+            if self.stop_requested:
                 return
             self._start(service)
 
     def _start(self, service: Service) -> None:
-        service.prepare()
+        try:
+            service.prepare()
+        except Exception as exc:
+            raise SupervisorError(f"{service.name} could not be prepared: {exc}") from exc
+        if self.stop_requested:
+            return
         path = log_path(self.settings, service)
         path.parent.mkdir(parents=True, exist_ok=True)
         log = path.open("ab")
@@ -129,7 +138,7 @@ class Supervisor:
         self.running.append(Running(service, process, log))
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not service.is_ready():
-            if self._stop_requested:
+            if self.stop_requested:
                 return
             if process.poll() is not None:
                 raise SupervisorError(
@@ -146,11 +155,11 @@ class Supervisor:
 
     # --- run -----------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
-        self._stop_requested = True
+        self.stop_requested = True
 
     def wait(self) -> int:
         """Block until asked to stop or until a service dies; return the exit code for `up`."""
-        while not self._stop_requested:
+        while not self.stop_requested:
             for item in self.running:
                 if item.process.poll() is not None:
                     print(
@@ -166,10 +175,17 @@ class Supervisor:
 
     # --- stop ----------------------------------------------------------------------------
     def stop_all(self) -> None:
+        """Stop every service, even if reporting it fails (say, stdout went away)."""
+        stopped = []
         for item in reversed(self.running):
-            _stop(item)
-            print(f"{item.service.name:<10} stopped", file=self.out, flush=True)
+            try:
+                _stop(item)
+            finally:
+                stopped.append(item.service.name)
         self.running.clear()
+        with contextlib.suppress(OSError, ValueError):
+            for name in stopped:
+                print(f"{name:<10} stopped", file=self.out, flush=True)
 
 
 def _stop(item: Running) -> None:
@@ -219,7 +235,7 @@ def up(settings: Settings, services: list[Service], out: TextIO = sys.stdout) ->
         code = 0
         try:
             supervisor.start_all()
-            if supervisor.running:
+            if supervisor.running and not supervisor.stop_requested:
                 print("TicketFlow is up. Press Ctrl-C to stop.", file=out, flush=True)
                 code = supervisor.wait()
         except SupervisorError as exc:
@@ -232,11 +248,14 @@ def up(settings: Settings, services: list[Service], out: TextIO = sys.stdout) ->
         return code
 
 
-def down(settings: Settings, timeout: float = STOP_TIMEOUT_S * 2) -> int:
+def down(settings: Settings, timeout: float = STOP_TIMEOUT_S * 4) -> int:
     pid = running_supervisor_pid(settings)
     if pid is None:
         print(f"TicketFlow is not running from {settings.data_path}.")
         return 0
+    if pid == UNKNOWN_PID:
+        print("TicketFlow is starting; run `ticketflow down` again in a moment.", file=sys.stderr)
+        return 1
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while running_supervisor_pid(settings) is not None:

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -41,12 +40,11 @@ def _start_up(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen, list[st
         text=True,
     )
     lines: list[str] = []
-    deadline = time.monotonic() + 90
-    for line in process.stdout:
+    for line in process.stdout:  # `up` gives up by itself after 60 s per service
         lines.append(line.rstrip())
         if line.startswith("TicketFlow is up"):
             return process, lines
-        assert time.monotonic() < deadline, lines
+    process.wait(timeout=30)
     raise AssertionError(f"`ticketflow up` exited early: {lines}")
 
 
@@ -60,6 +58,7 @@ def _run(args: list[str], env, cwd) -> subprocess.CompletedProcess:
 def test_up_starts_everything_and_a_signal_stops_every_process(tmp_path, stop_signal):
     env = _env(tmp_path / "var")
     process, lines = _start_up(env, tmp_path)
+    descendants = psutil.Process(process.pid).children(recursive=True)
     try:
         assert lines[:3] == [
             f"postgres   postgresql://postgres@127.0.0.1:{env['TICKETFLOW_POSTGRES_PORT']}/postgres",
@@ -74,7 +73,6 @@ def test_up_starts_everything_and_a_signal_stops_every_process(tmp_path, stop_si
         assert second.returncode == 1
         assert "already running" in second.stderr and "ticketflow down" in second.stderr
 
-        descendants = psutil.Process(process.pid).children(recursive=True)
         assert len(descendants) >= 3
     finally:
         process.send_signal(stop_signal)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
+
+import httpx
+import pytest
 import stripe
 
 from ticketflow.embedded.payments.fake_stripe import card_fee
@@ -46,6 +50,18 @@ def test_payment_has_stripe_card_fee_and_refund_returns_none_of_it(payments):
     assert (refund_txn.amount, refund_txn.fee, refund_txn.net) == (-2_500, 0, -2_500)
 
 
+def test_refunds_cannot_exceed_what_was_paid(payments):
+    client = _client(payments)
+    intent = _pay(client, 1_000)
+    client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 800})
+    with pytest.raises(stripe.InvalidRequestError, match="greater than unrefunded amount"):
+        client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 800})
+    rest = client.v1.refunds.create(params={"payment_intent": intent.id})  # what is left
+    assert rest.amount == 200
+    with pytest.raises(stripe.InvalidRequestError, match="already been refunded"):
+        client.v1.refunds.create(params={"payment_intent": intent.id})
+
+
 def test_card_fee_rounds_half_up_in_minor_units():
     assert card_fee(1_000) == 59  # 29.0 + 30
     assert card_fee(1_017) == 59  # 29.493 -> 29
@@ -54,9 +70,25 @@ def test_card_fee_rounds_half_up_in_minor_units():
 
 def test_payments_survive_a_stop_and_start(private_settings):
     payments = service_named(private_settings, "payments")
+    base = private_settings.stripe_api_base
     with run_services(private_settings, [payments]):
-        intent = _pay(_client(private_settings), 4_200)
+        client = _client(private_settings)
+        intent = _pay(client, 4_200)
+        client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 1_000})
+        hook = {"url": "http://127.0.0.1:9/hook", "secret": "whsec_x", "events[]": "*"}
+        response = httpx.post(f"{base}/_config/webhooks/main", data=hook)
+        assert response.status_code == 200
     with run_services(private_settings, [payments]):
-        again = _client(private_settings).v1.payment_intents.retrieve(intent.id)
+        client = _client(private_settings)
+        again = client.v1.payment_intents.retrieve(intent.id)
         assert (again.status, again.amount) == ("succeeded", 4_200)
+        charge = client.v1.charges.retrieve(again.latest_charge.id)
+        assert charge.amount_refunded == 1_000  # the refund index was rebuilt
+        with pytest.raises(stripe.InvalidRequestError, match="greater than unrefunded"):
+            client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 4_000})
+
+    state = pickle.loads(
+        (private_settings.data_path / "payments" / "localstripe.pickle").read_bytes()
+    )
+    assert "main" in state["webhooks"]  # localstripe keeps these outside its store
     assert (private_settings.data_path / "payments" / "localstripe.pickle").exists()

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from ticketflow.services import embedded_services
 from ticketflow.settings import Settings
 
 
-def test_defaults_are_the_embedded_platform(monkeypatch, tmp_path):
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path):
+    """No TicketFlow setting from the outside, no `.env` but the test's own."""
     monkeypatch.chdir(tmp_path)
-    for name in ("DATABASE_URL", "CLICKHOUSE_URL", "STRIPE_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith("TICKETFLOW_") or name in (
+            "DATABASE_URL",
+            "CLICKHOUSE_URL",
+            "STRIPE_API_KEY",
+        ):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_are_the_embedded_platform():
     settings = Settings()
     assert settings.embedded_postgres and settings.embedded_warehouse and settings.embedded_payments
     assert settings.effective_database_url == "postgresql://postgres@127.0.0.1:5433/postgres"
@@ -20,8 +33,7 @@ def test_defaults_are_the_embedded_platform(monkeypatch, tmp_path):
     assert [s.name for s in embedded_services(settings)] == ["postgres", "warehouse", "payments"]
 
 
-def test_conventional_names_and_prefix_both_work(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
+def test_conventional_names_and_prefix_both_work(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://app@db.internal/tickets")
     monkeypatch.setenv("TICKETFLOW_CLICKHOUSE_URL", "https://ch.internal:8443")
     monkeypatch.setenv("TICKETFLOW_PAYMENTS_PORT", "9999")
@@ -33,11 +45,16 @@ def test_conventional_names_and_prefix_both_work(monkeypatch, tmp_path):
     assert [s.name for s in embedded_services(settings)] == ["payments"]
 
 
-def test_dotenv_file_is_honoured(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+def test_dotenv_file_is_honoured():
     Path(".env").write_text("STRIPE_API_KEY=sk_live_example\nTICKETFLOW_DATA_DIR=/srv/tf\n")
     settings = Settings()
     assert settings.stripe_api_base is None  # the real Stripe
     assert settings.effective_stripe_api_key == "sk_live_example"
     assert settings.data_path == Path("/srv/tf")
+
+
+def test_empty_values_mean_embedded():
+    Path(".env").write_text("DATABASE_URL=\nSTRIPE_API_KEY=\n")
+    settings = Settings()
+    assert settings.embedded_postgres and settings.embedded_payments
+    assert [s.name for s in embedded_services(settings)] == ["postgres", "warehouse", "payments"]

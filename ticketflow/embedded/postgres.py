@@ -60,6 +60,7 @@ def _service_user() -> str | None:
             ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SERVICE_USER],
             check=True,
             capture_output=True,
+            start_new_session=True,
         )
     return SERVICE_USER
 
@@ -109,6 +110,7 @@ class EmbeddedPostgres:
             ],
             capture_output=True,
             text=True,
+            start_new_session=True,  # a Ctrl-C meant for the supervisor must not kill it
             **as_user(user),
         )
         if result.returncode != 0:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -252,3 +253,71 @@ def test_data_survives_a_stop_and_start(private_settings):
     with run_services(settings, [warehouse]):
         client = clickhouse_connect.get_client(host="127.0.0.1", port=settings.warehouse_port)
         assert client.command("SELECT sum(id) FROM kept") == 6
+
+
+@pytest.mark.parametrize(
+    ("fmt", "parse"),
+    [
+        ("JSON", lambda body: json.loads(body)["rows"]),
+        ("CSVWithNames", lambda body: body.count(b"\n") - 1 if body.startswith(b'"n"\n') else -1),
+        ("TSV", lambda body: body.count(b"\n")),
+    ],
+)
+def test_multi_chunk_results_are_one_document_in_every_format(warehouse, fmt, parse):
+    sql = f"SELECT number AS n FROM numbers(1000000) FORMAT {fmt}".encode()
+    status, _, body = _post(warehouse, sql)
+    assert status == 200
+    assert parse(body) == 1_000_000
+
+
+def test_arrow_results_are_whole(ch):
+    assert ch.query_arrow("SELECT number AS n FROM numbers(1000000)").num_rows == 1_000_000
+    empty = ch.raw_query("SELECT number AS n FROM numbers(10) WHERE n > 100", fmt="JSON")
+    assert json.loads(empty)["meta"] == [{"name": "n", "type": "UInt64"}]  # header kept
+
+
+def test_url_settings_and_database_apply_to_one_request_only(warehouse):
+    session = f"session_id=s-{uuid.uuid4().hex}"
+    assert _post(warehouse, b"SET max_block_size = 777", session)[0] == 200
+    status, _, body = _post(
+        warehouse, b"SELECT getSetting('max_block_size')", f"{session}&max_block_size=5"
+    )
+    assert (status, body) == (200, b"5\n")
+    _, _, body = _post(warehouse, b"SELECT getSetting('max_block_size')", session)
+    assert body == b"777\n"  # the session's own SET is back
+    _post(warehouse, b"CREATE DATABASE IF NOT EXISTS other", session)
+    _, _, body = _post(warehouse, b"SELECT currentDatabase()", f"{session}&database=other")
+    assert body == b"other\n"
+    _, _, body = _post(warehouse, b"SELECT currentDatabase()", session)
+    assert body == b"default\n"
+
+
+def test_readonly_requests_and_gets_cannot_write(warehouse, ch):
+    name = _table(ch, "id UInt32", "id")
+    status, headers, _ = _post(warehouse, f"INSERT INTO {name} VALUES (1)".encode(), "readonly=1")
+    assert (status, headers["X-ClickHouse-Exception-Code"]) == (403, "164")
+    status, _, body = _post(warehouse, b"SELECT 1", "readonly=1")
+    assert (status, body) == (200, b"1\n")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"{_url(warehouse)}/?query=DROP+TABLE+{name}")
+    assert caught.value.code == 403
+    assert ch.command(f"SELECT count() FROM {name}") == 0  # still there, still empty
+
+
+def test_a_busy_session_refuses_a_second_request(warehouse):
+    session = f"session_id=s-{uuid.uuid4().hex}"
+    request = urllib.request.Request(
+        f"{_url(warehouse)}/?{session}",
+        data=b"SELECT number FROM numbers(50000000) FORMAT TSV",
+    )
+    with urllib.request.urlopen(request) as slow:
+        slow.read(1024)  # the stream is open and the session busy
+        status, headers, _ = _post(warehouse, b"SELECT 1", session)
+        assert (status, headers["X-ClickHouse-Exception-Code"]) == (409, "373")
+    # Hanging up ends the stream and frees the session.
+    for _ in range(50):
+        status, _, body = _post(warehouse, b"SELECT 1", session)
+        if status == 200:
+            break
+        time.sleep(0.1)
+    assert (status, body) == (200, b"1\n")

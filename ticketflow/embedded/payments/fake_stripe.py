@@ -30,7 +30,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from aiohttp import web
-from localstripe import resources, server
+from localstripe import resources, server, webhooks
 from localstripe.resources import (
     BalanceTransaction,
     Charge,
@@ -69,7 +69,8 @@ def snapshot() -> None:
     if path is None:
         return
     started = time.perf_counter()
-    data = pickle.dumps(dict(store), protocol=pickle.HIGHEST_PROTOCOL)
+    state = {"store": dict(store), "webhooks": dict(webhooks._webhooks)}
+    data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as handle:
         handle.write(data)
@@ -91,9 +92,11 @@ def load() -> None:
     path = _state.snapshot_path
     if path is not None and path.exists():
         with path.open("rb") as handle:
-            # A plain dict was pickled, so loading never calls Store.__setitem__ (which in
+            # Plain dicts were pickled, so loading never calls Store.__setitem__ (which in
             # stock rewrites the very file being read).
-            dict.update(store, pickle.load(handle))
+            state = pickle.load(handle)
+        dict.update(store, state["store"])
+        webhooks._webhooks.update(state["webhooks"])  # registrations survive a restart
     _rebuild_indexes()
     _state.dirty = False
 
@@ -107,7 +110,10 @@ async def _snapshot_periodically(_: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(_state.snapshot_interval_s)
             if _state.dirty:
-                snapshot()
+                try:
+                    snapshot()
+                except Exception:  # keep trying: the next tick may succeed (disk freed)
+                    log.exception("snapshot failed")
 
     task = asyncio.create_task(tick())
     yield
@@ -177,8 +183,24 @@ _stock_refund_init = Refund.__init__
 _stock_refund_list_all = Refund._api_list_all.__func__
 
 
-def _refund_init(self: Refund, *args, **kwargs) -> None:
-    _stock_refund_init(self, *args, **kwargs)
+def _refund_init(self: Refund, charge=None, payment_intent=None, amount=None, **kwargs) -> None:
+    """As Stripe: no amount refunds what is left; more than is left is refused."""
+    charge_id = charge
+    if charge_id is None and isinstance(payment_intent, str):
+        latest = PaymentIntent._api_retrieve(payment_intent).latest_charge
+        charge_id = latest.id if latest is not None else None
+    if isinstance(charge_id, str):
+        charge_obj = Charge._api_retrieve(charge_id)
+        left = charge_obj.amount - _charge_amount_refunded(charge_obj)
+        requested = resources.try_convert_to_int(amount) if amount is not None else left
+        if left <= 0:
+            raise resources.UserError(400, f"Charge {charge_id} has already been refunded.")
+        if isinstance(requested, int) and requested > left:
+            raise resources.UserError(
+                400, f"Refund amount ({requested}) is greater than unrefunded amount ({left})."
+            )
+        amount = requested
+    _stock_refund_init(self, charge=charge, payment_intent=payment_intent, amount=amount, **kwargs)
     _state.refunds_by_charge[self.charge].append(self)
 
 
@@ -200,7 +222,8 @@ def _charge_amount_refunded(self: Charge) -> int:
     return sum(refund.amount for refund in _state.refunds_by_charge.get(self.id, ()))
 
 
-# Stock creates a new PaymentMethod each time a test token such as `pm_card_visa` is used.
+# Stock resolves a test token such as `pm_card_visa` into a new PaymentMethod on every use,
+# three times per payment; resolving it once up front leaves one per payment.
 _TEST_TOKENS = ("pm_card_visa", "pm_card_visa_chargeDeclined", "pm_card_chargeCustomerFail")
 _stock_payment_intent_init = PaymentIntent.__init__
 

@@ -97,6 +97,17 @@ class Body:
                 return
 
 
+class ClosingStreamingResponse(StreamingResponse):
+    """Closes its body iterator however the response ends (a client hanging up mid-send
+    included), so the stream's clean-up runs now rather than whenever it is collected."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
+
+
 def _error_response(error: ClickHouseError, query_id: str) -> Response:
     return PlainTextResponse(
         str(error) + "\n",
@@ -129,14 +140,14 @@ class WarehouseFront:
         query_id = request.query_params.get("query_id") or str(uuid.uuid4())
         session: Session | None = None
         try:
-            params = parse_params(request.query_params.multi_items())
+            params = parse_params(request.query_params.multi_items(), request.method)
             if request.headers.get("content-type", "").startswith("multipart/"):
                 raise ClickHouseError.of(
                     NOT_IMPLEMENTED, "Multipart requests (external tables) are not supported", 501
                 )
             body = Body(request)
             insert = await self._find_insert(params, body)
-            session = await self.registry.checkout(
+            session = self.registry.checkout(
                 params.session_id, params.session_timeout, params.session_check
             )
             if insert is not None:
@@ -146,7 +157,7 @@ class WarehouseFront:
                 text = (await body.read_all(MAX_QUERY_BYTES)).decode()
                 sql = f"{sql}\n{text}" if sql else text
             response = await self._select(session, sql, params, query_id)
-            if isinstance(response, StreamingResponse):
+            if isinstance(response, ClosingStreamingResponse):
                 session = None  # the stream checks the session back in when it ends
             return response
         except ClickHouseError as error:
@@ -158,7 +169,8 @@ class WarehouseFront:
             return _error_response(ClickHouseError.from_engine(exc), query_id)
         finally:
             if session is not None:
-                self.registry.checkin(session)
+                with anyio.CancelScope(shield=True):
+                    await self.registry.checkin(session, _run)
 
     async def _find_insert(self, params: RequestParams, body: Body) -> InsertHead | None:
         """Where an `INSERT ... FORMAT X` statement ends and its data starts, if it is one.
@@ -190,13 +202,12 @@ class WarehouseFront:
             async for batch in body.batches(head.data_offset):
                 await _run(inserter.append, batch)
             result = await _run(inserter.finish)
-        except ClickHouseError:
-            await _run(inserter.cancel)
-            raise
-        except Exception as exc:
-            with contextlib.suppress(Exception):
+        except BaseException as exc:  # also a client gone mid-upload: insert nothing
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await _run(inserter.cancel)
-            raise ClickHouseError.from_engine(exc) from exc
+            if isinstance(exc, Exception) and not isinstance(exc, ClickHouseError):
+                raise ClickHouseError.from_engine(exc) from exc
+            raise
         summary = summary_header(
             written_rows=result.rows_written,
             written_bytes=result.bytes_written,
@@ -223,23 +234,25 @@ class WarehouseFront:
         tag = secrets.token_hex(8)
         headers["X-ClickHouse-Exception-Tag"] = tag
         headers["X-ClickHouse-Summary"] = summary_header()
-        return StreamingResponse(
+        return ClosingStreamingResponse(
             self._stream(session, start, tag), headers=headers, media_type=content_type(fmt)
         )
 
     async def _stream(self, session: Session, start: QueryStart, tag: str) -> AsyncIterator[bytes]:
         stream = start.stream
         try:
-            if start.data:
-                yield start.data
+            yield start.data
             while (chunk := await _run(stream.fetch)) is not None:
                 yield chunk.bytes()
         except Exception as exc:
             yield exception_block(tag, str(ClickHouseError.from_engine(exc)))
         finally:
-            with contextlib.suppress(Exception):
-                stream.cancel()
-            self.registry.checkin(session)
+            # Cancelling waits for the block being computed: off the event loop, and shielded
+            # so that a client hanging up cannot skip it and leave the session busy.
+            with anyio.CancelScope(shield=True):
+                with contextlib.suppress(Exception):
+                    await _run(stream.cancel)
+                await self.registry.checkin(session, _run)
 
     async def expire_sessions_forever(self) -> None:
         while True:

@@ -51,6 +51,8 @@ UNKNOWN_SETTING = 115
 NOT_IMPLEMENTED = 48
 BAD_ARGUMENTS = 36
 SESSION_NOT_FOUND = 372
+SESSION_IS_LOCKED = 373
+READONLY = 164
 CANNOT_DECOMPRESS = 271
 QUERY_IS_TOO_LARGE = 101
 UNKNOWN_EXCEPTION = 1002
@@ -61,6 +63,8 @@ _CODE_NAMES = {
     NOT_IMPLEMENTED: "NOT_IMPLEMENTED",
     BAD_ARGUMENTS: "BAD_ARGUMENTS",
     SESSION_NOT_FOUND: "SESSION_NOT_FOUND",
+    SESSION_IS_LOCKED: "SESSION_IS_LOCKED",
+    READONLY: "READONLY",
     CANNOT_DECOMPRESS: "CANNOT_DECOMPRESS",
     QUERY_IS_TOO_LARGE: "QUERY_IS_TOO_LARGE",
     UNKNOWN_EXCEPTION: "UNKNOWN_EXCEPTION",
@@ -101,15 +105,22 @@ class RequestParams:
     session_timeout: int = DEFAULT_SESSION_TIMEOUT_S
     session_check: bool = False
     query_id: str | None = None
+    readonly: bool = False  # only statements that read (the `readonly` setting, or a GET)
     settings: dict[str, str] = field(default_factory=dict)
     query_params: dict[str, str] = field(default_factory=dict)
 
 
-def parse_params(items: list[tuple[str, str]]) -> RequestParams:
-    """Sort URL parameters into transport, engine settings and `param_*` bindings."""
-    params = RequestParams()
+def parse_params(items: list[tuple[str, str]], method: str = "POST") -> RequestParams:
+    """Sort URL parameters into transport, engine settings and `param_*` bindings.
+
+    `readonly` is enforced by the front rather than set on the engine session (where it could
+    not be unset again), and a GET is read-only, as on a ClickHouse server.
+    """
+    params = RequestParams(readonly=method == "GET")
     for name, value in items:
-        if name.startswith("param_"):
+        if name == "readonly":
+            params.readonly = params.readonly or value != "0"
+        elif name.startswith("param_"):
             params.query_params[name.removeprefix("param_")] = value
         elif name in TRANSPORT_PARAMS:
             _apply_transport(params, name, value)
