@@ -103,8 +103,29 @@ def _payments(settings: Settings) -> Service:
     )
 
 
+def _api(settings: Settings) -> Service:
+    url = f"http://{LOCALHOST}:{settings.api_port}"
+    return Service(
+        name="api",
+        argv=[sys.executable, "-m", "api", "--port", str(settings.api_port)],
+        port=settings.api_port,
+        port_setting="TICKETFLOW_API_PORT",
+        url=url,
+        is_ready=lambda: http_ok(f"{url}/ready"),
+        # The child reads its settings from the environment: hand it this platform's.
+        env={
+            "DATABASE_URL": settings.effective_database_url,
+            "TICKETFLOW_DATA_DIR": str(settings.data_path),
+        },
+    )
+
+
 def embedded_services(settings: Settings) -> list[Service]:
-    """The services to start, in dependency order (stopped in reverse)."""
+    """The services to start, in dependency order (stopped in reverse).
+
+    Embedded infrastructure only where the settings point nowhere else; the platform's own
+    processes (the API) always.
+    """
     services = []
     if settings.embedded_postgres:
         services.append(_postgres(settings))
@@ -112,6 +133,7 @@ def embedded_services(settings: Settings) -> list[Service]:
         services.append(_warehouse(settings))
     if settings.embedded_payments:
         services.append(_payments(settings))
+    services.append(_api(settings))
     return services
 
 
@@ -133,6 +155,7 @@ def isolated_settings(data_dir: Path) -> Settings:
         postgres_port=free_port(),
         warehouse_port=free_port(),
         payments_port=free_port(),
+        api_port=free_port(),
     )
 
 

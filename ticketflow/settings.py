@@ -17,8 +17,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LOCALHOST = "127.0.0.1"
 # The key the stripe SDK sends to the embedded localstripe; localstripe accepts any sk_test_ key.
 EMBEDDED_STRIPE_KEY = "sk_test_ticketflow_embedded"
-EMBEDDED_WEBHOOK_SECRET = "whsec_ticketflow_embedded"
-DEV_JWT_SECRET = "ticketflow-embedded-demo-secret-change-me"
 
 
 class Settings(BaseSettings):
@@ -49,12 +47,6 @@ class Settings(BaseSettings):
 
     # --- the API ------------------------------------------------------------------------
     api_port: int = 8000
-    # Signs access tokens. The default is for the embedded demo only; set a long random value
-    # (TICKETFLOW_JWT_SECRET) anywhere real. Checked at start-up when Stripe keys are real.
-    jwt_secret: str = DEV_JWT_SECRET
-    access_token_minutes: int = 60
-    hold_minutes: int = 15  # how long a pending order holds its tickets
-    stripe_webhook_secret: str = EMBEDDED_WEBHOOK_SECRET
 
     @field_validator("database_url", "clickhouse_url", "stripe_api_key", mode="before")
     @classmethod

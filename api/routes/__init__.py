@@ -1,0 +1,1 @@
+"""HTTP routes: translate requests into one service call each, and results into responses."""
