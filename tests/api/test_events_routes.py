@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -11,8 +9,8 @@ from api import deps
 from api.db import unit_of_work
 from api.main import create_app
 from api.models import Event, Venue
-from api.services.orders import LineRequest, place_order
-from tests.api.factories import NOW
+from api.services.orders import LineRequest
+from tests.api.factories import NOW, place
 
 
 @pytest.fixture
@@ -30,15 +28,7 @@ def test_ready_when_the_database_answers(client):
 
 def test_event_detail_shows_what_is_left(client, engine, make_event):
     event_id, (tier,), buyer = make_event(capacities=[10], price_minor=4200)
-    with unit_of_work(engine) as session:
-        place_order(
-            session,
-            user_id=buyer,
-            event_id=event_id,
-            lines=[LineRequest(tier, 4)],
-            now=NOW,
-            hold=timedelta(minutes=15),
-        )
+    place(engine, buyer, event_id, [LineRequest(tier, 4)])
     body = client.get(f"/events/{event_id}").json()
     assert body["min_price_minor"] == 4200 and body["currency"] == "EUR"
     assert body["ticket_types"] == [

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -14,8 +12,8 @@ from sqlalchemy.exc import DBAPIError
 from api import migrate
 from api.db import unit_of_work
 from api.models import Base, Event, LedgerEntry, LedgerKind
-from api.services.orders import LineRequest, place_order
-from tests.api.factories import NOW
+from api.services.orders import LineRequest
+from tests.api.factories import NOW, place
 
 
 def test_models_and_migrations_agree(engine):
@@ -43,18 +41,11 @@ def test_downgrade_to_nothing_and_back(create_database):
 
 def test_ledger_is_append_only(engine, make_event):
     event_id, (tier,), buyer = make_event()
+    order_id, _, _ = place(engine, buyer, event_id, [LineRequest(tier, 1)])
     with unit_of_work(engine) as session:
-        order = place_order(
-            session,
-            user_id=buyer,
-            event_id=event_id,
-            lines=[LineRequest(tier, 1)],
-            now=NOW,
-            hold=timedelta(minutes=15),
-        )
         event = session.get(Event, event_id)
         entry = LedgerEntry(
-            order_id=order.id,
+            order_id=order_id,
             event_id=event_id,
             organizer_id=event.organizer_id,
             kind=LedgerKind.SALE,

@@ -22,29 +22,13 @@ from api.models import (
     quota_ticket_types,
 )
 from api.services import inventory
-from api.services.orders import LineRequest, expire_holds, place_order
-from tests.api.factories import NOW
-
-HOLD = timedelta(minutes=15)
-
-
-def _place(engine, buyer, event_id, lines, now=NOW, promo=None):
-    with unit_of_work(engine) as session:
-        order = place_order(
-            session,
-            user_id=buyer,
-            event_id=event_id,
-            lines=lines,
-            now=now,
-            hold=HOLD,
-            promo_code=promo,
-        )
-        return order.id, order.total_minor, order.status
+from api.services.orders import LineRequest, expire_holds
+from tests.api.factories import HOLD, NOW, place
 
 
 def test_order_holds_tickets_until_it_expires(engine, make_event):
     event_id, (tier,), buyer = make_event(capacities=[5], price_minor=2500)
-    order_id, total, status = _place(engine, buyer, event_id, [LineRequest(tier, 3)])
+    order_id, total, status = place(engine, buyer, event_id, [LineRequest(tier, 3)])
     assert (total, status) == (7500, OrderStatus.PENDING)
     with unit_of_work(engine) as session:
         assert inventory.available(session, [tier], NOW) == {tier: 2}
@@ -64,7 +48,7 @@ def test_bad_orders_are_refused_and_write_nothing(engine, make_event):
     ]
     for lines, error, now in cases:
         with pytest.raises(error) as caught:
-            _place(engine, buyer, event_id, lines, now=now)
+            place(engine, buyer, event_id, lines, now=now)
         assert caught.value.code == error.code
     with unit_of_work(engine) as session:
         assert session.scalar(select(func.count()).where(Order.event_id == event_id)) == 0
@@ -72,16 +56,16 @@ def test_bad_orders_are_refused_and_write_nothing(engine, make_event):
 
 def test_sold_out_tells_what_is_left(engine, make_event):
     event_id, (tier,), buyer = make_event(capacities=[3])
-    _place(engine, buyer, event_id, [LineRequest(tier, 2)])
+    place(engine, buyer, event_id, [LineRequest(tier, 2)])
     with pytest.raises(SoldOut) as caught:
-        _place(engine, buyer, event_id, [LineRequest(tier, 2)])
+        place(engine, buyer, event_id, [LineRequest(tier, 2)])
     assert caught.value.details == {"available": {tier: 1}}
 
 
 def test_draft_event_is_not_for_sale(engine, make_event):
     event_id, (tier,), buyer = make_event(status=EventStatus.DRAFT)
     with pytest.raises(NotFound):
-        _place(engine, buyer, event_id, [LineRequest(tier, 1)])
+        place(engine, buyer, event_id, [LineRequest(tier, 1)])
 
 
 def test_promo_codes_discount_and_run_out(engine, make_event):
@@ -92,15 +76,15 @@ def test_promo_codes_discount_and_run_out(engine, make_event):
                 event_id=event_id, code="EARLY", kind=DiscountKind.PERCENT, value=15, max_uses=1
             )
         )
-    _, total, _ = _place(engine, buyer, event_id, [LineRequest(tier, 3)], promo="early")
+    _, total, _ = place(engine, buyer, event_id, [LineRequest(tier, 3)], promo="early")
     assert total == 5997 - 899  # 15 % of 5997 = 899.55, rounded down
     with pytest.raises(DomainError, match="used up"):
-        _place(engine, buyer, event_id, [LineRequest(tier, 1)], promo="EARLY")
+        place(engine, buyer, event_id, [LineRequest(tier, 1)], promo="EARLY")
 
 
 def _attempt(engine, buyer, event_id, lines) -> str:
     try:
-        _place(engine, buyer, event_id, lines)
+        place(engine, buyer, event_id, lines)
         return "sold"
     except SoldOut:
         return "sold_out"
