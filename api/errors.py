@@ -41,14 +41,6 @@ class SalesClosed(Conflict):
     code = "sales_closed"
 
 
-class HoldExpired(Conflict):
-    code = "hold_expired"
-
-
-class InvalidState(Conflict):
-    code = "invalid_state"
-
-
 class Busy(DomainError):
     """A lock could not be had in time; the same request may simply be retried."""
 

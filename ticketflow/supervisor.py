@@ -176,16 +176,13 @@ class Supervisor:
     # --- stop ----------------------------------------------------------------------------
     def stop_all(self) -> None:
         """Stop every service, even if reporting it fails (say, stdout went away)."""
-        stopped = []
-        for item in reversed(self.running):
-            try:
-                _stop(item)
-            finally:
-                stopped.append(item.service.name)
+        stopping = list(reversed(self.running))
+        for item in stopping:
+            _stop(item)
         self.running.clear()
         with contextlib.suppress(OSError, ValueError):
-            for name in stopped:
-                print(f"{name:<10} stopped", file=self.out, flush=True)
+            for item in stopping:
+                print(f"{item.service.name:<10} stopped", file=self.out, flush=True)
 
 
 def _stop(item: Running) -> None:

@@ -131,11 +131,17 @@ def shortfalls(capacities_now: list[Capacity], wanted: Mapping[int, int]) -> lis
     ]
 
 
-def available(session: Session, ticket_type_ids: Iterable[int], now: datetime) -> dict[int, int]:
-    """How many of each ticket type could be bought now (not locked: for display only)."""
+def left_per_ticket_type(caps: list[Capacity], ticket_type_ids: Iterable[int]) -> dict[int, int]:
+    """How many of each ticket type fit in every capacity it draws on."""
     requested = set(ticket_type_ids)
     result: dict[int, int] = {}
-    for cap in capacities(session, requested, now):
+    for cap in caps:
         for type_id in cap.ticket_type_ids & requested:
             result[type_id] = min(result.get(type_id, cap.left), cap.left)
     return result
+
+
+def available(session: Session, ticket_type_ids: Iterable[int], now: datetime) -> dict[int, int]:
+    """How many of each ticket type could be bought now (not locked: for display only)."""
+    requested = set(ticket_type_ids)
+    return left_per_ticket_type(capacities(session, requested, now), requested)

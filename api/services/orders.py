@@ -120,9 +120,9 @@ def place_order(
     promo = _promo(session, event_id, promo_code, now) if promo_code else None
 
     inventory.lock_capacities(session, wanted)
-    short = inventory.shortfalls(inventory.capacities(session, wanted, now), wanted)
-    if short:
-        left = inventory.available(session, wanted, now)
+    caps = inventory.capacities(session, wanted, now)
+    if inventory.shortfalls(caps, wanted):
+        left = inventory.left_per_ticket_type(caps, wanted)
         raise SoldOut("not enough tickets left", available=left)
     if promo is not None:
         _check_promo_uses(session, promo, now)

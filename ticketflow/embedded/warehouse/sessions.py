@@ -218,10 +218,6 @@ class SessionRegistry:
             session.connection.close()
         return len(expired)
 
-    @property
-    def open_sessions(self) -> int:
-        return len(self._sessions)
-
     def close(self) -> None:
         for session in self._sessions.values():
             session.connection.close()
