@@ -7,6 +7,9 @@ starts for that part.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +20,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LOCALHOST = "127.0.0.1"
 # The key the stripe SDK sends to the embedded localstripe; localstripe accepts any sk_test_ key.
 EMBEDDED_STRIPE_KEY = "sk_test_ticketflow_embedded"
+# The secret the embedded processor signs its webhooks with (registered by the API at start).
+EMBEDDED_WEBHOOK_SECRET = "whsec_ticketflow_embedded"
 
 
 class Settings(BaseSettings):
@@ -47,8 +52,27 @@ class Settings(BaseSettings):
 
     # --- the API ------------------------------------------------------------------------
     api_port: int = 8000
+    api_workers: int = Field(default=2, ge=1, description="uvicorn worker processes")
+    # Signs access tokens. Unset: a random secret kept in `<data_dir>/secrets/jwt`.
+    jwt_secret: str | None = None
+    access_token_minutes: int = Field(default=60, ge=1)
+    hold_minutes: int = Field(default=15, ge=1, description="how long checkout holds tickets")
+    media_max_bytes: int = 5 * 1024 * 1024
+    # Per-client limits, in the `limits` library's notation ("10/minute", "5 per second").
+    rate_limit_login: str = "10/minute"
+    rate_limit_checkout: str = "30/minute"
+    # Verifies `Stripe-Signature`. Unset with embedded payments: the embedded secret below.
+    stripe_webhook_secret: str | None = None
+    log_level: str = "INFO"
 
-    @field_validator("database_url", "clickhouse_url", "stripe_api_key", mode="before")
+    @field_validator(
+        "database_url",
+        "clickhouse_url",
+        "stripe_api_key",
+        "jwt_secret",
+        "stripe_webhook_secret",
+        mode="before",
+    )
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         """`DATABASE_URL=` in a `.env` file means "not set", i.e. embedded."""
@@ -101,6 +125,36 @@ class Settings(BaseSettings):
     @property
     def effective_stripe_api_key(self) -> str:
         return self.stripe_api_key or EMBEDDED_STRIPE_KEY
+
+    @property
+    def effective_webhook_secret(self) -> str:
+        if self.stripe_webhook_secret:
+            return self.stripe_webhook_secret
+        if self.embedded_payments:
+            return EMBEDDED_WEBHOOK_SECRET
+        raise RuntimeError("set TICKETFLOW_STRIPE_WEBHOOK_SECRET to verify Stripe's webhooks")
+
+    @property
+    def media_path(self) -> Path:
+        return self.data_path / "media"
+
+    @property
+    def effective_jwt_secret(self) -> str:
+        """The configured secret, or one generated once per data directory (mode 0600)."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_path / "secrets" / "jwt"
+        if not path.exists():
+            # Written aside, then linked into place: two workers starting at once agree.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f"jwt.{os.getpid()}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+            draft.unlink()
+        return path.read_text().strip()
 
 
 @lru_cache(maxsize=1)
