@@ -1,14 +1,28 @@
-"""`python -m api`: bring the schema up to date, then serve the API on 127.0.0.1."""
+"""`python -m api`: bring the schema up to date, then serve the API on 127.0.0.1.
+
+With `TICKETFLOW_API_WORKERS` > 1 uvicorn runs that many worker processes; their metrics
+meet in `<data_dir>/run/prometheus`, emptied at each start so old workers' counts vanish.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 
 import uvicorn
 
 from api import migrate
-from api.main import create_app
-from ticketflow.settings import LOCALHOST, get_settings
+from api.telemetry.logs import configure_logging, logging_config
+from ticketflow.settings import LOCALHOST, Settings, get_settings
+
+
+def _share_metrics_between_workers(settings: Settings) -> None:
+    """Must run before any worker imports prometheus_client (workers inherit the variable)."""
+    directory = settings.data_path / "run" / "prometheus"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def main() -> None:
@@ -17,8 +31,20 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=settings.api_port)
     parser.add_argument("--host", default=LOCALHOST)
     args = parser.parse_args()
+    configure_logging(settings.log_level)
     migrate.upgrade(settings.sqlalchemy_url)
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    if settings.api_workers > 1:
+        _share_metrics_between_workers(settings)
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=settings.api_workers,
+        log_config=logging_config(settings.log_level),
+        log_level=settings.log_level.lower(),
+        access_log=False,  # api.telemetry.logs writes the access lines
+    )
 
 
 if __name__ == "__main__":

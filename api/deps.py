@@ -7,10 +7,16 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from api import security
 from api.db import get_engine, unit_of_work
+from api.errors import Unauthorized
+from api.payments.provider import PaymentProvider
+from api.services.access import Caller, load_caller
+from ticketflow.settings import Settings, get_settings
 
 
 def engine() -> Engine:
@@ -18,7 +24,19 @@ def engine() -> Engine:
     return get_engine()
 
 
+def settings() -> Settings:
+    return get_settings()
+
+
+def payment_provider() -> PaymentProvider:
+    from api.payments.stripe_provider import provider_for
+
+    return provider_for(get_settings())
+
+
 EngineDep = Annotated[Engine, Depends(engine)]
+SettingsDep = Annotated[Settings, Depends(settings)]
+ProviderDep = Annotated[PaymentProvider, Depends(payment_provider)]
 
 
 def _session(engine: EngineDep) -> Iterator[Session]:
@@ -30,5 +48,27 @@ def current_time() -> datetime:
     return datetime.now(UTC)
 
 
-SessionDep = Annotated[Session, Depends(_session)]
+# scope="function": commit before the response is sent. FastAPI's default ("request") ends a
+# yield dependency after sending, so a client could read 201 before the commit (or the commit
+# could fail after the client was told it worked).
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
 NowDep = Annotated[datetime, Depends(current_time)]
+
+_bearer = HTTPBearer(auto_error=False, description="an access token from POST /auth/login")
+
+
+def _caller(
+    engine: EngineDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    if credentials is None:
+        raise Unauthorized("sign in first: send `Authorization: Bearer <token>`")
+    user_id = security.user_id_from_token(
+        credentials.credentials, secret=settings.effective_jwt_secret
+    )
+    with unit_of_work(engine) as session:
+        return load_caller(session, user_id)
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]

@@ -61,7 +61,8 @@ class Refund(Base):
         pg_enum(RefundStatus, "refund_status"), default=RefundStatus.PENDING
     )
     provider_refund_id: Mapped[str | None] = mapped_column(String(100), unique=True)
-    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # None: made by the system or at the processor, not by a person here
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = created_at()
 
 

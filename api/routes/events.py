@@ -6,10 +6,12 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
 
-from api.deps import NowDep, SessionDep
-from api.schemas import ErrorResponse, EventDetail, EventPage
-from api.services import catalog
+from api.deps import NowDep, SessionDep, SettingsDep
+from api.schemas import ErrorResponse
+from api.schemas.catalog import EventDetail, EventPage
+from api.services import catalog, media
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -43,3 +45,16 @@ def browse_events(
 @router.get("/{event_id}", response_model=EventDetail, responses={404: {"model": ErrorResponse}})
 def get_event(event_id: int, session: SessionDep, now: NowDep) -> dict:
     return catalog.event_detail(session, event_id, now=now)
+
+
+@router.get(
+    "/{event_id}/media/{media_id}",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/*": {}}}, 404: {"model": ErrorResponse}},
+)
+def get_image(
+    event_id: int, media_id: int, session: SessionDep, settings: SettingsDep
+) -> FileResponse:
+    """An image of a published event."""
+    path, content_type = media.public_image(session, event_id, media_id, root=settings.media_path)
+    return FileResponse(path, media_type=content_type)

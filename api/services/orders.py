@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from api.errors import InvalidInput, NotFound, OverOrderLimit, SalesClosed, SoldOut
+from api.errors import InvalidInput, InvalidState, NotFound, OverOrderLimit, SalesClosed, SoldOut
 from api.models import (
     DiscountKind,
     Event,
@@ -18,9 +18,11 @@ from api.models import (
     OrderItem,
     OrderStatus,
     PromoCode,
+    Role,
     TicketType,
 )
 from api.services import inventory
+from api.services.access import Caller
 
 
 @dataclass(frozen=True)
@@ -167,3 +169,44 @@ def expire_holds(session: Session, *, now: datetime) -> int:
         .values(status=OrderStatus.EXPIRED)
     )
     return result.rowcount
+
+
+def visible_order(session: Session, caller: Caller, order_id: int) -> Order:
+    """The buyer's own order (finance and admins see all); NotFound for anyone else."""
+    order = session.get(Order, order_id)
+    if order is None:
+        raise NotFound("order not found")
+    if order.user_id != caller.user_id and caller.role not in (Role.FINANCE, Role.ADMIN):
+        raise NotFound("order not found")
+    return order
+
+
+def items_of(session: Session, order_id: int) -> list[OrderItem]:
+    return list(
+        session.scalars(
+            select(OrderItem).where(OrderItem.order_id == order_id).order_by(OrderItem.id)
+        )
+    )
+
+
+def my_orders(session: Session, caller: Caller, *, page: int, size: int) -> tuple[list[Order], int]:
+    where = Order.user_id == caller.user_id
+    total = session.scalar(select(func.count()).select_from(Order).where(where))
+    rows = session.scalars(
+        select(Order).where(where).order_by(Order.id.desc()).offset((page - 1) * size).limit(size)
+    )
+    return list(rows), total
+
+
+def cancel_order(session: Session, caller: Caller, order_id: int) -> Order:
+    """The buyer gives up a pending order: its hold ends at once."""
+    order = session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    if order is None or order.user_id != caller.user_id:
+        raise NotFound("order not found")
+    if order.status == OrderStatus.CANCELLED:
+        return order
+    if order.status != OrderStatus.PENDING:
+        raise InvalidState(f"a {order.status.value} order cannot be cancelled")
+    order.status = OrderStatus.CANCELLED
+    session.flush()
+    return order

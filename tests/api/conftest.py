@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from api import migrate
+from api import migrate, ratelimit
 from api.db import unit_of_work
 from api.models import Event, EventStatus, Organizer, Role, TicketType, User
 from tests.api.factories import NOW
+from tests.api.live import serve
 from ticketflow.settings import Settings
+
+WEBHOOK_SECRET = "whsec_api_tests"
 
 
 def _fresh_database(settings: Settings, name: str) -> str:
@@ -88,3 +92,29 @@ def make_event(engine: Engine):
             return event.id, [t.id for t in types], buyer.id
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Each test starts with empty rate-limit windows."""
+    ratelimit.reset()
+
+
+@pytest.fixture(scope="session")
+def live_api(payments: Settings, db_url: str, engine: Engine, tmp_path_factory):
+    """The API served over HTTP on a free port, paying through the embedded processor, whose
+    webhooks (every event) are sent to it."""
+    settings = payments.model_copy(
+        update={
+            "database_url": db_url.replace("postgresql+psycopg://", "postgresql://"),
+            "data_dir": tmp_path_factory.mktemp("api-data"),
+            "jwt_secret": "test-secret-" + "x" * 32,
+            "stripe_webhook_secret": WEBHOOK_SECRET,
+        }
+    )
+    with serve(settings, engine, WEBHOOK_SECRET) as api:
+        hook = {"url": f"{api.url}/webhooks/stripe", "secret": WEBHOOK_SECRET}  # all events
+        base = settings.stripe_api_base
+        httpx.post(f"{base}/_config/webhooks/api-tests", data=hook).raise_for_status()
+        yield api
+        httpx.delete(f"{base}/_config/webhooks/api-tests")

@@ -1,0 +1,1 @@
+"""Payment providers: one interface (`provider.py`), one module per processor."""

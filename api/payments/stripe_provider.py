@@ -1,0 +1,186 @@
+"""Stripe, through the official SDK: the only module that imports `stripe`.
+
+In the embedded default the SDK talks to the local fake processor (`ticketflow up payments`);
+with `STRIPE_API_KEY` set it talks to Stripe. Retries are off: a failed call surfaces as
+`PaymentProviderError` and the caller's own retry (with the same idempotency key) is safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+
+import stripe
+
+from api.errors import InvalidSignature, PaymentProviderError
+from api.payments.provider import (
+    ProviderDispute,
+    ProviderPayment,
+    ProviderRefund,
+    ProviderStatus,
+    WebhookEvent,
+    WebhookKind,
+)
+from ticketflow.settings import Settings
+
+_STATUS = {
+    "succeeded": ProviderStatus.SUCCEEDED,
+    "canceled": ProviderStatus.FAILED,
+    "requires_payment_method": ProviderStatus.FAILED,  # after a decline; a new attempt needed
+}
+_KINDS = {
+    "payment_intent.succeeded": WebhookKind.PAYMENT_SUCCEEDED,
+    "payment_intent.payment_failed": WebhookKind.PAYMENT_FAILED,
+    "charge.refunded": WebhookKind.REFUNDED,
+    "charge.dispute.created": WebhookKind.DISPUTE_OPENED,
+}
+_EXPAND = ["latest_charge.balance_transaction"]
+
+
+def _field(obj: dict | str | None, name: str):
+    """A key of a (plain-dict) Stripe object; None for a missing or unexpanded object."""
+    return obj.get(name) if isinstance(obj, dict) else None
+
+
+def _order_id(intent) -> int | None:
+    value = (_field(intent, "metadata") or {}).get("order_id")
+    return int(value) if value and str(value).isdigit() else None
+
+
+def _payment(intent: dict) -> ProviderPayment:
+    charge = _field(intent, "latest_charge")
+    txn = _field(charge, "balance_transaction")  # an id unless expanded
+    error = _field(intent, "last_payment_error")
+    status = _field(intent, "status")
+    return ProviderPayment(
+        id=_field(intent, "id"),
+        order_id=_order_id(intent),
+        status=_STATUS.get(status, ProviderStatus.PENDING if not error else ProviderStatus.FAILED),
+        amount_minor=int(_field(intent, "amount")),
+        currency=str(_field(intent, "currency")).upper(),
+        charge_id=charge if isinstance(charge, str) else _field(charge, "id"),
+        balance_transaction_id=txn if isinstance(txn, str) else _field(txn, "id"),
+        fee_minor=None if _field(txn, "fee") is None else int(txn["fee"]),
+        failure_code=_field(error, "code") or _field(error, "decline_code"),
+        client_secret=_field(intent, "client_secret"),
+    )
+
+
+def _refund(refund) -> ProviderRefund:
+    return ProviderRefund(
+        id=_field(refund, "id"),
+        payment_id=_field(refund, "payment_intent"),
+        amount_minor=int(_field(refund, "amount")),
+        currency=str(_field(refund, "currency")).upper(),
+        succeeded=_field(refund, "status") == "succeeded",
+    )
+
+
+def _dispute(dispute: dict) -> ProviderDispute:
+    """Stripe takes the disputed amount and a dispute fee at once, in the dispute's
+    balance transactions."""
+    txns = dispute.get("balance_transactions") or []
+    return ProviderDispute(
+        id=dispute["id"],
+        payment_id=dispute["payment_intent"],
+        amount_minor=int(dispute["amount"]),
+        fee_minor=sum(int(t.get("fee", 0)) for t in txns if isinstance(t, dict)),
+        currency=str(dispute["currency"]).upper(),
+    )
+
+
+class StripeProvider:
+    name = "stripe"
+
+    def __init__(self, api_key: str, api_base: str | None, webhook_secret: str):
+        addresses = {"api": api_base} if api_base else {}
+        self._client = stripe.StripeClient(api_key, base_addresses=addresses, max_network_retries=0)
+        self._webhook_secret = webhook_secret
+
+    def create_payment(
+        self,
+        *,
+        order_id: int,
+        amount_minor: int,
+        currency: str,
+        payment_method: str | None,
+        idempotency_key: str,
+    ) -> ProviderPayment:
+        params = {
+            "amount": amount_minor,
+            "currency": currency.lower(),
+            "metadata": {"order_id": str(order_id)},
+            "expand": _EXPAND,
+        }
+        if payment_method:
+            params |= {"payment_method": payment_method, "confirm": True}
+        try:
+            intent = self._client.v1.payment_intents.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        except stripe.CardError as exc:
+            # A decline: the intent exists and says why; report it as a failed payment.
+            intent = self._retrieve_after_error(exc)
+        except stripe.StripeError as exc:
+            raise PaymentProviderError(f"Stripe refused the payment: {exc.user_message}") from exc
+        return _payment(intent.to_dict())
+
+    def _retrieve_after_error(self, exc: stripe.CardError):
+        intent = _field(exc.error.to_dict() if exc.error else None, "payment_intent")
+        if intent is None:
+            raise PaymentProviderError(f"the card was declined: {exc.user_message}") from exc
+        return self._client.v1.payment_intents.retrieve(
+            _field(intent, "id"), params={"expand": _EXPAND}
+        )
+
+    def retrieve_payment(self, payment_id: str) -> ProviderPayment:
+        try:
+            intent = self._client.v1.payment_intents.retrieve(
+                payment_id, params={"expand": _EXPAND}
+            )
+        except stripe.StripeError as exc:
+            raise PaymentProviderError(f"could not read the payment: {exc.user_message}") from exc
+        return _payment(intent.to_dict())
+
+    def refund(self, *, payment_id: str, amount_minor: int, idempotency_key: str) -> ProviderRefund:
+        try:
+            refund = self._client.v1.refunds.create(
+                params={"payment_intent": payment_id, "amount": amount_minor},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise PaymentProviderError(f"Stripe refused the refund: {exc.user_message}") from exc
+        return _refund(refund.to_dict())
+
+    def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        signature = headers.get("stripe-signature", "")
+        try:
+            event = stripe.Webhook.construct_event(payload, signature, self._webhook_secret)
+        except (stripe.SignatureVerificationError, ValueError) as exc:
+            raise InvalidSignature("the webhook signature does not verify") from exc
+        obj = event.data.object.to_dict()
+        kind = _KINDS.get(event.type, WebhookKind.IGNORED)
+        if kind in (WebhookKind.PAYMENT_SUCCEEDED, WebhookKind.PAYMENT_FAILED):
+            return WebhookEvent(event.id, event.type, kind, payment=_payment(obj))
+        if kind == WebhookKind.REFUNDED:
+            refunds = tuple(
+                _refund(r | {"payment_intent": obj.get("payment_intent")})
+                for r in (obj.get("refunds") or {}).get("data", [])
+            )
+            return WebhookEvent(event.id, event.type, kind, refunds=refunds)
+        if kind == WebhookKind.DISPUTE_OPENED:
+            return WebhookEvent(event.id, event.type, kind, dispute=_dispute(obj))
+        return WebhookEvent(event.id, event.type, kind)
+
+
+@lru_cache(maxsize=4)
+def _provider(api_key: str, api_base: str | None, webhook_secret: str) -> StripeProvider:
+    return StripeProvider(api_key, api_base, webhook_secret)
+
+
+def provider_for(settings: Settings) -> StripeProvider:
+    return _provider(
+        settings.effective_stripe_api_key,
+        settings.stripe_api_base,
+        settings.effective_webhook_secret,
+    )

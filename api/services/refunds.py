@@ -1,0 +1,230 @@
+"""Refunds: asked for by organizer staff or finance, capped at what was paid, sent to the processor.
+
+Three steps, as for payments: reserve the refund under the order's lock (so two refunds can
+never together exceed the payment), call the processor outside any transaction, then record
+its answer. A refund the processor reports on its own (webhook) is recorded the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from api.db import unit_of_work
+from api.errors import InvalidInput, NotFound, OrderNotPayable, PaymentProviderError, RefundTooLarge
+from api.models import (
+    Event,
+    LedgerKind,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
+from api.payments.provider import PaymentProvider, ProviderRefund
+from api.services import ledger, tickets
+from api.services.access import Caller
+
+REFUNDABLE_STATUSES = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED)
+
+
+def _refunded_or_reserved(session: Session, payment_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+                Refund.payment_id == payment_id,
+                Refund.status.in_([RefundStatus.PENDING, RefundStatus.SUCCEEDED]),
+            )
+        )
+    )
+
+
+def _settled_payment(session: Session, order_id: int) -> Payment | None:
+    return session.scalar(
+        select(Payment)
+        .where(Payment.order_id == order_id, Payment.status == PaymentStatus.SUCCEEDED)
+        .order_by(Payment.id)
+        .limit(1)
+    )
+
+
+def reserve(
+    session: Session,
+    caller: Caller | None,
+    *,
+    order_id: int,
+    amount_minor: int | None,
+    reason: str,
+    payment: Payment | None = None,
+) -> Refund:
+    """A pending refund of `amount_minor` (None: all that is left). `caller=None`: the system."""
+    order = session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    if order is None:
+        raise NotFound("order not found")
+    if caller is not None:
+        organizer_id = session.scalar(select(Event.organizer_id).where(Event.id == order.event_id))
+        if not caller.may_refund(organizer_id):
+            raise NotFound("order not found")
+        if order.status not in REFUNDABLE_STATUSES:
+            raise OrderNotPayable(
+                f"a {order.status.value} order cannot be refunded", status=order.status.value
+            )
+    payment = payment or _settled_payment(session, order_id)
+    if payment is None:
+        raise OrderNotPayable("the order has no settled payment to refund")
+    left = payment.amount_minor - _refunded_or_reserved(session, payment.id)
+    amount = left if amount_minor is None else amount_minor
+    if amount <= 0 and amount_minor is None:
+        raise RefundTooLarge("the order has been refunded in full already", refundable_minor=0)
+    if amount <= 0:
+        raise InvalidInput("a refund must be positive", field="amount_minor")
+    if amount > left:
+        raise RefundTooLarge(
+            f"at most {left} can still be refunded", refundable_minor=left, asked_minor=amount
+        )
+    refund = Refund(
+        order_id=order.id,
+        payment_id=payment.id,
+        amount_minor=amount,
+        currency=payment.currency,
+        reason=reason,
+        status=RefundStatus.PENDING,
+        created_by=caller.user_id if caller else None,
+    )
+    session.add(refund)
+    session.flush()
+    return refund
+
+
+def _order_status_after_refunds(session: Session, order: Order) -> OrderStatus:
+    paid = session.scalar(
+        select(func.coalesce(func.sum(Payment.amount_minor), 0)).where(
+            Payment.order_id == order.id, Payment.status == PaymentStatus.SUCCEEDED
+        )
+    )
+    refunded = session.scalar(
+        select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+            Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED
+        )
+    )
+    if refunded >= paid:
+        return OrderStatus.REFUNDED
+    return OrderStatus.PARTIALLY_REFUNDED
+
+
+def settle(session: Session, refund_id: int, result: ProviderRefund | None, *, now: datetime):
+    """Record the processor's answer (None: it refused). Idempotent."""
+    refund = session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update())
+    order = session.scalar(select(Order).where(Order.id == refund.order_id).with_for_update())
+    if refund.status != RefundStatus.PENDING:
+        return refund
+    if result is None or not result.succeeded:
+        refund.status = RefundStatus.FAILED
+        return refund
+    refund.status = RefundStatus.SUCCEEDED
+    refund.provider_refund_id = result.id
+    session.flush()
+    ledger.record(
+        session,
+        order,
+        LedgerKind.REFUND,
+        -refund.amount_minor,
+        occurred_at=now,
+        payment_id=refund.payment_id,
+        refund_id=refund.id,
+    )
+    if order.status in REFUNDABLE_STATUSES:
+        order.status = _order_status_after_refunds(session, order)
+        if order.status == OrderStatus.REFUNDED:
+            tickets.void_all(session, order.id)
+    return refund
+
+
+def refund(
+    engine: Engine,
+    provider: PaymentProvider,
+    caller: Caller | None,
+    *,
+    order_id: int,
+    amount_minor: int | None,
+    reason: str,
+    now: datetime,
+) -> Refund:
+    with unit_of_work(engine) as session:
+        reserved = reserve(
+            session, caller, order_id=order_id, amount_minor=amount_minor, reason=reason
+        )
+        provider_payment_id = session.get(Payment, reserved.payment_id).provider_payment_id
+    try:
+        result = provider.refund(
+            payment_id=provider_payment_id,
+            amount_minor=reserved.amount_minor,
+            idempotency_key=f"refund-{reserved.id}",
+        )
+    except PaymentProviderError:
+        with unit_of_work(engine) as session:
+            settle(session, reserved.id, None, now=now)
+        raise
+    with unit_of_work(engine) as session:
+        return settle(session, reserved.id, result, now=now)
+
+
+def refund_owed_payment(
+    engine: Engine, provider: PaymentProvider, payment_id: int, *, now: datetime
+) -> Refund:
+    """Give back a payment that arrived for tickets the order could no longer have."""
+    with unit_of_work(engine) as session:
+        payment = session.get(Payment, payment_id)
+        reserved = reserve(
+            session,
+            None,
+            order_id=payment.order_id,
+            amount_minor=None,
+            reason="paid after the hold lapsed and the tickets were gone",
+            payment=payment,
+        )
+        provider_payment_id = payment.provider_payment_id
+    result = provider.refund(
+        payment_id=provider_payment_id,
+        amount_minor=reserved.amount_minor,
+        idempotency_key=f"refund-{reserved.id}",
+    )
+    with unit_of_work(engine) as session:
+        return settle(session, reserved.id, result, now=now)
+
+
+def record_from_processor(
+    session: Session, result: ProviderRefund, *, now: datetime
+) -> Refund | None:
+    """A refund the processor told us about. Known ones settle; unknown ones (made in the
+    processor's dashboard) are added. None if its payment is not ours."""
+    known = session.scalar(select(Refund).where(Refund.provider_refund_id == result.id))
+    if known is not None:
+        return settle(session, known.id, result, now=now)
+    payment = session.scalar(
+        select(Payment).where(Payment.provider_payment_id == result.payment_id)
+    )
+    if payment is None:
+        return None
+    # Ours, reserved but its answer not yet recorded (a crash between the steps): match it.
+    pending = session.scalar(
+        select(Refund).where(
+            Refund.payment_id == payment.id,
+            Refund.status == RefundStatus.PENDING,
+            Refund.amount_minor == result.amount_minor,
+            Refund.provider_refund_id.is_(None),
+        )
+    )
+    if pending is None:
+        pending = reserve(
+            session,
+            None,
+            order_id=payment.order_id,
+            amount_minor=result.amount_minor,
+            reason="refunded at the payment processor",
+            payment=payment,
+        )
+    return settle(session, pending.id, result, now=now)

@@ -1,0 +1,87 @@
+"""Processor webhooks: verified, de-duplicated on the event id, applied idempotently.
+
+A forged or stale signature records nothing. A replayed event id changes nothing. Events may
+arrive in any order: each handler only moves a row forward from the state it expects
+(a `payment_failed` after a success does not undo it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from api.db import unit_of_work
+from api.errors import NotFound
+from api.models import Payment, PaymentStatus, ProcessedWebhook
+from api.payments.provider import PaymentProvider, WebhookEvent, WebhookKind
+from api.services import payments, refunds
+
+
+def _already_succeeded(session: Session, provider_payment_id: str) -> bool:
+    status = session.scalar(
+        select(Payment.status).where(Payment.provider_payment_id == provider_payment_id)
+    )
+    return status == PaymentStatus.SUCCEEDED
+
+
+def _apply(session: Session, provider: PaymentProvider, event: WebhookEvent, now: datetime):
+    """Returns the payment owed a refund, if any."""
+    if event.kind in (WebhookKind.PAYMENT_SUCCEEDED, WebhookKind.PAYMENT_FAILED):
+        try:
+            outcome = payments.record(session, provider.name, event.payment, now=now)
+        except NotFound:
+            return None  # not one of our orders (another app on the same account)
+        return outcome.payment_id if outcome.refund_owed else None
+    if event.kind == WebhookKind.REFUNDED:
+        for refund in event.refunds:
+            refunds.record_from_processor(session, refund, now=now)
+    elif event.kind == WebhookKind.DISPUTE_OPENED:
+        dispute = event.dispute
+        payments.mark_disputed(
+            session,
+            dispute.payment_id,
+            amount_minor=dispute.amount_minor,
+            fee_minor=dispute.fee_minor,
+            now=now,
+        )
+    return None
+
+
+def handle(
+    engine: Engine,
+    provider: PaymentProvider,
+    payload: bytes,
+    headers,
+    *,
+    now: datetime,
+) -> str:
+    """Apply one webhook; returns "processed", "duplicate" or "ignored"."""
+    event = provider.parse_webhook(payload, headers)
+    if event.kind == WebhookKind.IGNORED:
+        return "ignored"
+    if event.kind == WebhookKind.PAYMENT_SUCCEEDED and event.payment.fee_minor is None:
+        with unit_of_work(engine) as session:
+            known = _already_succeeded(session, event.payment.id)
+        if not known:  # the fee is only in the balance transaction: read it
+            event = WebhookEvent(
+                event.id,
+                event.type,
+                event.kind,
+                payment=provider.retrieve_payment(event.payment.id),
+            )
+    with unit_of_work(engine) as session:
+        first_time = session.scalar(
+            insert(ProcessedWebhook)
+            .values(event_id=event.id, type=event.type, received_at=now)
+            .on_conflict_do_nothing()
+            .returning(ProcessedWebhook.event_id)
+        )
+        if first_time is None:
+            return "duplicate"
+        refund_owed = _apply(session, provider, event, now)
+    if refund_owed is not None:
+        refunds.refund_owed_payment(engine, provider, refund_owed, now=now)
+    return "processed"
