@@ -1,5 +1,7 @@
 """`python -m api`: bring the schema up to date, then serve the API on 127.0.0.1.
 
+With the embedded payment processor, the API first asks it to send its webhooks here.
+
 With `TICKETFLOW_API_WORKERS` > 1 uvicorn runs that many worker processes; their metrics
 meet in `<data_dir>/run/prometheus`, emptied at each start so old workers' counts vanish.
 """
@@ -14,6 +16,7 @@ import uvicorn
 
 from api import migrate
 from api.telemetry.logs import configure_logging, logging_config
+from ticketflow.embedded.payments import register_webhook
 from ticketflow.settings import LOCALHOST, Settings, get_settings
 
 
@@ -33,6 +36,13 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(settings.log_level)
     migrate.upgrade(settings.sqlalchemy_url)
+    if settings.embedded_payments:
+        register_webhook(
+            settings.stripe_api_base,
+            "ticketflow-api",
+            url=f"http://{LOCALHOST}:{args.port}/webhooks/stripe",
+            secret=settings.effective_webhook_secret,
+        )
     if settings.api_workers > 1:
         _share_metrics_between_workers(settings)
     uvicorn.run(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import sys
 
 from ticketflow import supervisor
@@ -46,6 +48,33 @@ def _cmd_status(_: argparse.Namespace) -> int:
     return 0 if all_ready else 3
 
 
+def _cmd_users_add(args: argparse.Namespace) -> int:
+    """Create an account with any role: how the first admin comes to exist."""
+    from api import migrate
+    from api.db import engine_for, unit_of_work
+    from api.errors import DomainError
+    from api.models import Role
+    from api.services.accounts import sign_up
+
+    password = os.environ.get("TICKETFLOW_NEW_PASSWORD") or getpass.getpass("password: ")
+    settings = get_settings()
+    migrate.upgrade(settings.sqlalchemy_url)
+    try:
+        with unit_of_work(engine_for(settings.sqlalchemy_url)) as session:
+            user = sign_up(
+                session,
+                email=args.email,
+                password=password,
+                full_name=args.name or args.email.split("@")[0],
+                role=Role(args.role),
+            )
+            print(f"user {user.id} {user.email} ({user.role.value}) created")
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ticketflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="show each service and whether it answers")
     status.set_defaults(func=_cmd_status)
+
+    users = commands.add_parser("users", help="manage accounts from the command line")
+    user_commands = users.add_subparsers(dest="users_command", required=True)
+    add = user_commands.add_parser(
+        "add",
+        help="create an account with a role (password from TICKETFLOW_NEW_PASSWORD or a prompt)",
+    )
+    add.add_argument("email")
+    add.add_argument("--role", choices=["attendee", "organizer", "finance", "admin"], required=True)
+    add.add_argument("--name", help="full name (default: the e-mail's local part)")
+    add.set_defaults(func=_cmd_users_add)
     return parser
 
 

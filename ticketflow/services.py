@@ -116,6 +116,8 @@ def _api(settings: Settings) -> Service:
         env={
             "DATABASE_URL": settings.effective_database_url,
             "TICKETFLOW_DATA_DIR": str(settings.data_path),
+            "TICKETFLOW_PAYMENTS_PORT": str(settings.payments_port),
+            "TICKETFLOW_WAREHOUSE_PORT": str(settings.warehouse_port),
         },
     )
 

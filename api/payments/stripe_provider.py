@@ -23,11 +23,6 @@ from api.payments.provider import (
 )
 from ticketflow.settings import Settings
 
-_STATUS = {
-    "succeeded": ProviderStatus.SUCCEEDED,
-    "canceled": ProviderStatus.FAILED,
-    "requires_payment_method": ProviderStatus.FAILED,  # after a decline; a new attempt needed
-}
 _KINDS = {
     "payment_intent.succeeded": WebhookKind.PAYMENT_SUCCEEDED,
     "payment_intent.payment_failed": WebhookKind.PAYMENT_FAILED,
@@ -47,15 +42,24 @@ def _order_id(intent) -> int | None:
     return int(value) if value and str(value).isdigit() else None
 
 
+def _status(stripe_status: str, *, declined: bool) -> ProviderStatus:
+    """`requires_payment_method` is both "not confirmed yet" and "declined, try another card":
+    the last payment error tells them apart."""
+    if stripe_status == "succeeded":
+        return ProviderStatus.SUCCEEDED
+    if stripe_status == "canceled" or declined:
+        return ProviderStatus.FAILED
+    return ProviderStatus.PENDING
+
+
 def _payment(intent: dict) -> ProviderPayment:
     charge = _field(intent, "latest_charge")
     txn = _field(charge, "balance_transaction")  # an id unless expanded
     error = _field(intent, "last_payment_error")
-    status = _field(intent, "status")
     return ProviderPayment(
         id=_field(intent, "id"),
         order_id=_order_id(intent),
-        status=_STATUS.get(status, ProviderStatus.PENDING if not error else ProviderStatus.FAILED),
+        status=_status(_field(intent, "status"), declined=error is not None),
         amount_minor=int(_field(intent, "amount")),
         currency=str(_field(intent, "currency")).upper(),
         charge_id=charge if isinstance(charge, str) else _field(charge, "id"),

@@ -13,6 +13,8 @@ from api.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from api.models import Organizer, OrganizerMember, Role, User
 from api.services.access import Caller
 
+MIN_PASSWORD_LENGTH = 10
+
 
 class EmailTaken(Conflict):
     code = "email_taken"
@@ -28,16 +30,23 @@ def _by_email(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
 
 
-def sign_up(session: Session, *, email: str, password: str, full_name: str) -> User:
-    """A new attendee account. Organizer, finance and admin roles are given, not taken."""
+def sign_up(
+    session: Session, *, email: str, password: str, full_name: str, role: Role = Role.ATTENDEE
+) -> User:
+    """A new account: an attendee through the API (other roles are given by an admin), any
+    role from the operator's command line (`ticketflow users add`)."""
     email = email.strip()
     if _by_email(session, email) is not None:
         raise EmailTaken("an account with this e-mail already exists", field="email")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"passwords need at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
     user = User(
         email=email,
         password_hash=security.hash_password(password),
         full_name=full_name.strip(),
-        role=Role.ATTENDEE,
+        role=role,
     )
     session.add(user)
     session.flush()

@@ -1,3 +1,20 @@
 """The embedded payment processor: localstripe, patched by `fake_stripe`, on 127.0.0.1."""
 
+from __future__ import annotations
+
+import urllib.parse
+import urllib.request
+
 HEALTH_PATH = "/_config/health"  # localstripe lets /_config/* through without an API key
+
+
+def register_webhook(api_base: str, hook_id: str, *, url: str, secret: str) -> None:
+    """Have the embedded processor send every event to `url`, signed with `secret`.
+
+    (Stripe's own equivalent is an endpoint set up in its dashboard or API.) Registering the
+    same id again replaces it, so every start of the API may call this.
+    """
+    form = urllib.parse.urlencode({"url": url, "secret": secret}).encode()
+    request = urllib.request.Request(f"{api_base}/_config/webhooks/{hook_id}", data=form)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()

@@ -7,11 +7,23 @@ module patches it, in the process that serves it, without touching site-packages
 - persistence: one snapshot file per instance (stock pickles the whole store to one fixed file
   in /tmp on every write, and cannot reload a large file of its own), written every few
   seconds when something changed and once more at shutdown;
-- indexes: objects per type and refunds per charge, so that exporting a charge and listing
-  objects no longer scan the whole store (stock slows from ~100 to ~1 payment/s by 5,000);
+- indexes: objects per type, refunds and disputes per charge, so that exporting a charge and
+  listing objects no longer scan the whole store (stock slows from ~100 to ~1 payment/s by 5,000);
 - fees: Stripe's card pricing (a percentage plus a fixed amount per successful charge) on each
   charge's balance transaction, where stock always says 0;
-- `GET /v1/balance/history`, which fails in stock, and a health route for the supervisor.
+- `GET /v1/balance/history`, which fails in stock (here newest first, with `created` and `type`
+  filters), and a health route for the supervisor;
+- Stripe's documented test cards: the declines stock lets succeed (`pm_card_visa_chargeDeclined`
+  and kin) fail with Stripe's codes, and `pm_card_createDispute` is disputed shortly after it
+  succeeds (Dispute objects, `/v1/disputes`, the dispute fee, `charge.dispute.created`);
+- the refund webhooks stock never sends: `charge.refunded` and `refund.created`;
+- `Idempotency-Key`: a repeated POST replays the first response instead of acting twice.
+
+Stock webhook delivery, kept as it is: each event gets its own asyncio task, its payload frozen
+when the event is created; the task sleeps 1 s, then posts to every registered endpoint in turn
+(a slow endpoint delays the next ones, for that event only), once, with no retry and aiohttp's
+default 5-minute timeout. Events thus arrive about 1 s late, concurrently and in no guaranteed
+order, and those still sleeping at shutdown are never sent.
 
 Only the embedded default uses this; with real Stripe keys nothing here runs.
 """
@@ -19,12 +31,16 @@ Only the embedded default uses this; with real Stripe keys nothing here runs.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import operator
 import os
 import pickle
+import re
 import time
-from collections import defaultdict
-from collections.abc import AsyncIterator
+import zlib
+from collections import OrderedDict, defaultdict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -34,18 +50,36 @@ from localstripe import resources, server, webhooks
 from localstripe.resources import (
     BalanceTransaction,
     Charge,
+    Event,
     List,
     PaymentIntent,
     PaymentMethod,
     Refund,
     Store,
     StripeObject,
+    UserError,
     store,
 )
 
 from ticketflow.embedded.payments import HEALTH_PATH
 
 log = logging.getLogger("ticketflow.payments")
+
+DISPUTE_FEE = 1500  # minor units Stripe withdraws with each dispute (15.00 EUR/USD)
+DISPUTE_DELAY_S = 0.5  # Stripe disputes a test-card payment shortly after it succeeds
+EVIDENCE_WINDOW_S = 7 * 24 * 3600  # `evidence_details.due_by`, counted from the dispute
+IDEMPOTENCY_TTL_S = 24 * 3600  # Stripe keeps idempotency keys for at least 24 hours
+IDEMPOTENCY_MAX_KEYS = 10_000  # the SDK keys every POST: about 7 MB, in memory and snapshot
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """The first response to an idempotent POST, replayed for later uses of its key."""
+
+    at: float
+    fingerprint: bytes
+    status: int
+    body: bytes  # zlib, level 1: a payment's 2.4 KB of JSON keeps in 0.7 KB
 
 
 @dataclass
@@ -55,6 +89,9 @@ class _State:
     dirty: bool = False
     by_type: dict[str, dict[str, StripeObject]] = field(default_factory=lambda: defaultdict(dict))
     refunds_by_charge: dict[str, list[Refund]] = field(default_factory=lambda: defaultdict(list))
+    disputes_by_charge: dict[str, list[Dispute]] = field(default_factory=lambda: defaultdict(list))
+    idempotent: OrderedDict[tuple[str, str], _Saved] = field(default_factory=OrderedDict)
+    in_flight: set[tuple[str, str]] = field(default_factory=set)
     fee_percent: Decimal = Decimal("2.9")
     fee_fixed: int = 30
 
@@ -69,7 +106,11 @@ def snapshot() -> None:
     if path is None:
         return
     started = time.perf_counter()
-    state = {"store": dict(store), "webhooks": dict(webhooks._webhooks)}
+    state = {
+        "store": dict(store),
+        "webhooks": dict(webhooks._webhooks),
+        "idempotency": dict(_state.idempotent),
+    }
     data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as handle:
@@ -89,6 +130,7 @@ def snapshot() -> None:
 def load() -> None:
     """Replace the store with the snapshot, if there is one, and rebuild the indexes."""
     dict.clear(store)
+    _state.idempotent.clear()
     path = _state.snapshot_path
     if path is not None and path.exists():
         with path.open("rb") as handle:
@@ -97,6 +139,7 @@ def load() -> None:
             state = pickle.load(handle)
         dict.update(store, state["store"])
         webhooks._webhooks.update(state["webhooks"])  # registrations survive a restart
+        _state.idempotent.update(state.get("idempotency", {}))  # a retry may follow a restart
     _rebuild_indexes()
     _state.dirty = False
 
@@ -131,10 +174,13 @@ def _index(key: str, obj: StripeObject) -> None:
 def _rebuild_indexes() -> None:
     _state.by_type.clear()
     _state.refunds_by_charge.clear()
+    _state.disputes_by_charge.clear()
     for key, obj in dict.items(store):
         _index(key, obj)
     for refund in _state.by_type["refund"].values():
         _state.refunds_by_charge[refund.charge].append(refund)
+    for dispute in _state.by_type["dispute"].values():
+        _state.disputes_by_charge[dispute.charge].append(dispute)
 
 
 def _store_setitem(self: Store, key: str, value: StripeObject) -> None:
@@ -157,9 +203,11 @@ def _store_clear(self: Store) -> None:
     dict.clear(self)
     if self is store:
         _rebuild_indexes()
+        _state.idempotent.clear()  # replays would name objects that no longer exist
         _state.dirty = True
 
 
+# --- lists ---------------------------------------------------------------------------------
 def _list_of(url: str, items: list, limit=None, starting_after=None) -> List:
     listing = List(url, limit=limit, starting_after=starting_after)
     listing._list = items
@@ -169,11 +217,54 @@ def _list_of(url: str, items: list, limit=None, starting_after=None) -> List:
 @classmethod
 def _list_all(cls, url, limit=None, starting_after=None, **filters):
     if filters:
-        raise resources.UserError(400, "Unexpected " + ", ".join(filters))
+        raise UserError(400, "Unexpected " + ", ".join(filters))
     items = list(_state.by_type.get(cls.object, {}).values())
     return _list_of(url, items, limit, starting_after)
 
 
+def _newest_first(kind: str) -> list[StripeObject]:
+    """Stripe lists newest first; the index holds creation order, so no sort is needed."""
+    return list(reversed(_state.by_type[kind].values()))
+
+
+_CREATED_OPS = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+    "eq": operator.eq,
+}
+
+
+def _created_filter(created) -> Callable[[StripeObject], bool]:
+    """Stripe's `created` list parameter: a timestamp, or bounds such as `created[gte]`."""
+    if created is None:
+        return lambda obj: True
+    bounds = created if isinstance(created, dict) else {"eq": created}
+    checks = []
+    for op, value in bounds.items():
+        timestamp = resources.try_convert_to_int(value)
+        if op not in _CREATED_OPS or not isinstance(timestamp, int):
+            raise UserError(400, f"Invalid created[{op}]: {value}")
+        checks.append((_CREATED_OPS[op], timestamp))
+    return lambda obj: all(compare(obj.created, bound) for compare, bound in checks)
+
+
+@classmethod
+def _balance_transaction_list_all(
+    cls, url, created=None, type=None, limit=None, starting_after=None
+):
+    """Newest first, filtered as Stripe's (a ledger import pages by `created`)."""
+    keep = _created_filter(created)
+    items = [
+        txn
+        for txn in _newest_first("balance_transaction")
+        if keep(txn) and (type is None or txn.type == type)
+    ]
+    return _list_of(url, items, limit, starting_after)
+
+
+# --- refunds -------------------------------------------------------------------------------
 def _refunds_of(charge_id: str) -> list[Refund]:
     refunds = _state.refunds_by_charge.get(charge_id, ())
     return sorted(refunds, key=lambda refund: refund.date, reverse=True)
@@ -184,24 +275,39 @@ _stock_refund_list_all = Refund._api_list_all.__func__
 
 
 def _refund_init(self: Refund, charge=None, payment_intent=None, amount=None, **kwargs) -> None:
-    """As Stripe: no amount refunds what is left; more than is left is refused."""
+    """As Stripe: no amount refunds what is left; more than is left, or a dispute, refuses."""
     charge_id = charge
     if charge_id is None and isinstance(payment_intent, str):
         latest = PaymentIntent._api_retrieve(payment_intent).latest_charge
         charge_id = latest.id if latest is not None else None
     if isinstance(charge_id, str):
-        charge_obj = Charge._api_retrieve(charge_id)
-        left = charge_obj.amount - _charge_amount_refunded(charge_obj)
-        requested = resources.try_convert_to_int(amount) if amount is not None else left
-        if left <= 0:
-            raise resources.UserError(400, f"Charge {charge_id} has already been refunded.")
-        if isinstance(requested, int) and requested > left:
-            raise resources.UserError(
-                400, f"Refund amount ({requested}) is greater than unrefunded amount ({left})."
-            )
-        amount = requested
+        amount = _refundable(Charge._api_retrieve(charge_id), amount)
     _stock_refund_init(self, charge=charge, payment_intent=payment_intent, amount=amount, **kwargs)
+    charge_obj = Charge._api_retrieve(self.charge)
+    if self.payment_intent is None:
+        self.payment_intent = charge_obj.payment_intent  # Stripe always names it
     _state.refunds_by_charge[self.charge].append(self)
+    webhooks.schedule_webhook(Event("charge.refunded", charge_obj))  # charge after the refund
+    webhooks.schedule_webhook(Event("refund.created", self))
+
+
+def _refundable(charge: Charge, amount):
+    """The amount to refund, or Stripe's refusal."""
+    if charge.disputed:
+        raise UserError(
+            400,
+            f"Charge {charge.id} has been charged back; cannot issue a refund.",
+            {"code": "charge_disputed"},
+        )
+    left = charge.amount - _charge_amount_refunded(charge)
+    requested = resources.try_convert_to_int(amount) if amount is not None else left
+    if left <= 0:
+        raise UserError(400, f"Charge {charge.id} has already been refunded.")
+    if isinstance(requested, int) and requested > left:
+        raise UserError(
+            400, f"Refund amount ({requested}) is greater than unrefunded amount ({left})."
+        )
+    return requested
 
 
 @classmethod
@@ -222,16 +328,244 @@ def _charge_amount_refunded(self: Charge) -> int:
     return sum(refund.amount for refund in _state.refunds_by_charge.get(self.id, ()))
 
 
-# Stock resolves a test token such as `pm_card_visa` into a new PaymentMethod on every use,
-# three times per payment; resolving it once up front leaves one per payment.
-_TEST_TOKENS = ("pm_card_visa", "pm_card_visa_chargeDeclined", "pm_card_chargeCustomerFail")
+# --- Stripe's test cards ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Decline:
+    code: str
+    decline_code: str
+    message: str
+
+
+_GENERIC_DECLINE = _Decline("card_declined", "generic_decline", "Your card was declined.")
+_DECLINES = {  # card number -> how Stripe declines it (docs.stripe.com/testing#declined-payments)
+    "4000000000000002": _GENERIC_DECLINE,
+    "4000000000009995": _Decline(
+        "card_declined", "insufficient_funds", "Your card has insufficient funds."
+    ),
+    "4000000000009987": _Decline("card_declined", "lost_card", "Your card was declined."),
+    "4000000000009979": _Decline("card_declined", "stolen_card", "Your card was declined."),
+    "4000000000000069": _Decline("expired_card", "expired_card", "Your card has expired."),
+    "4000000000000127": _Decline(
+        "incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect."
+    ),
+    "4000000000000119": _Decline(
+        "processing_error",
+        "processing_error",
+        "An error occurred while processing your card. Try again in a little bit.",
+    ),
+    "4000000000000341": _GENERIC_DECLINE,  # attaches to a customer, then fails to charge
+}
+_DISPUTES = {  # card number -> reason of the dispute Stripe opens after the payment succeeds
+    "4000000000000259": "fraudulent",
+    "4000000000002685": "product_not_received",
+}
+TEST_PAYMENT_METHODS = {  # Stripe's test PaymentMethod ids -> card number
+    "pm_card_visa": "4242424242424242",
+    "pm_card_visa_chargeDeclined": "4000000000000002",
+    "pm_card_chargeDeclined": "4000000000000002",
+    "pm_card_visa_chargeDeclinedInsufficientFunds": "4000000000009995",
+    "pm_card_chargeDeclinedInsufficientFunds": "4000000000009995",
+    "pm_card_visa_chargeDeclinedLostCard": "4000000000009987",
+    "pm_card_chargeDeclinedLostCard": "4000000000009987",
+    "pm_card_visa_chargeDeclinedStolenCard": "4000000000009979",
+    "pm_card_chargeDeclinedStolenCard": "4000000000009979",
+    "pm_card_chargeDeclinedExpiredCard": "4000000000000069",
+    "pm_card_chargeDeclinedIncorrectCvc": "4000000000000127",
+    "pm_card_chargeDeclinedProcessingError": "4000000000000119",
+    "pm_card_chargeCustomerFail": "4000000000000341",
+    "pm_card_createDispute": "4000000000000259",
+    "pm_card_createDisputeProductNotReceived": "4000000000002685",
+}
+
+
+@classmethod
+def _test_payment_method(cls, id: str) -> PaymentMethod | None:
+    """A new PaymentMethod for a Stripe test id (stock knows three, one of them wrongly)."""
+    number = TEST_PAYMENT_METHODS.get(id)
+    if number is None:
+        return None
+    card = {"number": number, "exp_month": "12", "exp_year": "2030", "cvc": "123"}
+    return PaymentMethod(type="card", card=card)
+
+
+def _card_number(payment_method_id: str | None) -> str | None:
+    if not payment_method_id:
+        return None
+    try:
+        payment_method = PaymentMethod._api_retrieve(payment_method_id)
+    except UserError:
+        return None
+    return getattr(payment_method, "_card_number", None)
+
+
+_stock_charging_is_declined = PaymentMethod._charging_is_declined
 _stock_payment_intent_init = PaymentIntent.__init__
+_stock_payment_intent_confirm = PaymentIntent._api_confirm.__func__
+_stock_report_failure = PaymentIntent._report_failure
+_stock_last_payment_error = PaymentIntent.last_payment_error
+
+
+def _charging_is_declined(self) -> bool:
+    """Stripe's decline cards; stock declines only three numbers, and not 4000000000000002."""
+    number = getattr(self, "_card_number", None)
+    return number in _DECLINES or _stock_charging_is_declined(self)
+
+
+def _decline_of(charge: Charge) -> _Decline:
+    return _DECLINES.get(_card_number(charge.payment_method), _GENERIC_DECLINE)
+
+
+def _set_auth_failure(self: Charge) -> None:
+    decline = _decline_of(self)
+    self.status = "failed"
+    self.failure_code = decline.code
+    self.failure_message = decline.message
+
+
+def _raise_failure(self: Charge) -> None:
+    """Stripe's card error: HTTP 402, type `card_error`, with `decline_code`."""
+    decline = _decline_of(self)
+    error = UserError(
+        402,
+        self.failure_message,
+        {"code": self.failure_code, "decline_code": decline.decline_code, "charge": self.id},
+    )
+    error.body["error"]["type"] = "card_error"
+    raise error
+
+
+def _report_failure(self: PaymentIntent) -> None:
+    """As Stripe, the card error names the failed PaymentIntent, so a caller can find it."""
+    try:
+        _stock_report_failure(self)
+    except UserError as error:
+        error.body["error"]["payment_intent"] = self._export()
+        raise
+
+
+def _last_payment_error(self: PaymentIntent) -> dict | None:
+    error = _stock_last_payment_error.fget(self)
+    if error is not None and error.get("charge"):
+        error["decline_code"] = _decline_of(self.latest_charge).decline_code
+        error["type"] = "card_error"
+    return error
 
 
 def _payment_intent_init(self: PaymentIntent, *args, payment_method=None, **kwargs) -> None:
-    if payment_method in _TEST_TOKENS:
+    """Resolve a test id once: stock makes a new PaymentMethod at each of its three lookups."""
+    if payment_method in TEST_PAYMENT_METHODS:
         payment_method = PaymentMethod._try_get_canonical_test_article(payment_method).id
     _stock_payment_intent_init(self, *args, payment_method=payment_method, **kwargs)
+
+
+@classmethod
+def _payment_intent_confirm(cls, id, payment_method=None, **kwargs):
+    """Confirm with a payment method given now, as a front end does with the client secret
+    (stock answers "Not implemented")."""
+    if payment_method is not None:
+        intent = cls._api_retrieve(id)
+        if intent.latest_charge is not None or intent.status == "canceled":
+            # A retry after a decline needs a new charge on the same intent: still stock's 500.
+            raise UserError(400, "This PaymentIntent cannot be confirmed in its state.")
+        if payment_method in TEST_PAYMENT_METHODS:
+            payment_method = PaymentMethod._try_get_canonical_test_article(payment_method).id
+        intent.payment_method = PaymentMethod._api_retrieve(payment_method).id  # -> confirmable
+    return _stock_payment_intent_confirm(cls, id, **kwargs)
+
+
+# --- disputes ------------------------------------------------------------------------------
+class Dispute(StripeObject):
+    """A chargeback, as Stripe opens one on a payment made with a dispute test card."""
+
+    object = "dispute"
+    _id_prefix = "du_"
+
+    def __init__(self, charge: Charge, reason: str) -> None:
+        super().__init__()
+        self.amount = charge.amount
+        self.charge = charge.id
+        self.currency = charge.currency
+        self.payment_intent = charge.payment_intent
+        self.reason = reason
+        self.status = "needs_response"
+        self.is_charge_refundable = False
+        self.evidence = {}
+        self.evidence_details = {
+            "due_by": self.created + EVIDENCE_WINDOW_S,
+            "has_evidence": False,
+            "past_due": False,
+            "submission_count": 0,
+        }
+        self.metadata = {}
+        self.balance_transactions = [_dispute_withdrawal(self)]
+        _state.disputes_by_charge[charge.id].append(self)
+
+    @classmethod
+    def _api_list_all(
+        cls, url, charge=None, payment_intent=None, created=None, limit=None, starting_after=None
+    ):
+        """Newest first; by charge or intent through the index, then by `created`."""
+        if charge is None and payment_intent is not None:
+            latest = PaymentIntent._api_retrieve(payment_intent).latest_charge
+            charge = latest.id if latest is not None else ""
+        if charge is None:
+            candidates = _newest_first("dispute")
+        else:
+            candidates = list(reversed(_state.disputes_by_charge.get(charge, ())))
+        keep = _created_filter(created)
+        items = [
+            dispute
+            for dispute in candidates
+            if keep(dispute) and payment_intent in (None, dispute.payment_intent)
+        ]
+        return _list_of(url, items, limit, starting_after)
+
+
+def _dispute_withdrawal(dispute: Dispute) -> BalanceTransaction:
+    """The adjustment Stripe books when a dispute opens: the amount goes back, plus the fee."""
+    txn = BalanceTransaction.__new__(BalanceTransaction)
+    StripeObject.__init__(txn)  # stock's __init__ accepts only charges and refunds
+    txn.amount = -dispute.amount
+    txn.available_on = txn.created
+    txn.currency = dispute.currency
+    txn.description = f"Chargeback withdrawal for {dispute.charge}"
+    txn.exchange_rate = 1.0
+    txn.fee = DISPUTE_FEE
+    txn.fee_details = [_stripe_fee(DISPUTE_FEE, dispute.currency, "Dispute fee")]
+    txn.reporting_category = "dispute"
+    txn.source = dispute.id
+    txn.status = "available"
+    txn.type = "adjustment"
+    return txn
+
+
+def _open_dispute(charge_id: str, reason: str) -> None:
+    """Dispute the charge and tell the webhooks, as Stripe does after a dispute test card."""
+    try:
+        charge = Charge._api_retrieve(charge_id)
+        dispute = Dispute(charge, reason)
+        charge.disputed = True
+        webhooks.schedule_webhook(Event("charge.dispute.created", dispute))
+        webhooks.schedule_webhook(Event("charge.dispute.funds_withdrawn", dispute))
+    except Exception:  # a timer callback: nobody else would see the error
+        log.exception("could not open the dispute on %s", charge_id)
+
+
+_stock_trigger_payment = Charge._trigger_payment
+
+
+def _trigger_payment(self: Charge, on_success=None) -> None:
+    """Stock's payment, then, for a dispute test card, the dispute Stripe opens after it."""
+    reason = _DISPUTES.get(_card_number(self.payment_method))
+
+    def succeeded() -> None:
+        if on_success is not None:
+            on_success()
+        if reason is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_later(DISPUTE_DELAY_S, _open_dispute, self.id, reason)
+
+    _stock_trigger_payment(self, succeeded)
 
 
 # --- fees ----------------------------------------------------------------------------------
@@ -243,6 +577,16 @@ def card_fee(amount: int) -> int:
     return int(percent_part) + _state.fee_fixed
 
 
+def _stripe_fee(amount: int, currency: str, description: str) -> dict:
+    return {
+        "amount": amount,
+        "application": None,
+        "currency": currency,
+        "description": description,
+        "type": "stripe_fee",
+    }
+
+
 _stock_balance_transaction_init = BalanceTransaction.__init__
 
 
@@ -250,27 +594,104 @@ def _balance_transaction_init(self: BalanceTransaction, *args, **kwargs) -> None
     _stock_balance_transaction_init(self, *args, **kwargs)
     if self.type == "charge" and self.amount > 0:
         self.fee = card_fee(self.amount)
-        self.fee_details = [
-            {
-                "amount": self.fee,
-                "application": None,
-                "currency": self.currency,
-                "description": "Stripe processing fees",
-                "type": "stripe_fee",
-            }
-        ]
+        self.fee_details = [_stripe_fee(self.fee, self.currency, "Stripe processing fees")]
     # A refund's balance transaction keeps fee 0: Stripe does not return the fee on refunds.
 
 
+# --- idempotency -----------------------------------------------------------------------------
+_KEY_IN_USE = (
+    "There is currently another in-progress request using this Idempotent Key (that probably "
+    "means you submitted twice, and the other request is still going through): {key}. "
+    "Please try again later."
+)
+_KEY_REUSED = (
+    "Keys for idempotent requests can only be used with the same parameters they were first "
+    "used with. Try using a key other than '{key}' if you meant to execute a different request."
+)
+
+
+@web.middleware
+async def _idempotency(request: web.Request, handler):
+    """Stripe's idempotent POST: the first response under a key is the only one acted on."""
+    key = request.headers.get("Idempotency-Key")
+    if request.method != "POST" or not key or not request.path.startswith("/v1/"):
+        return await handler(request)
+    scope = (server.get_api_key(request) or "", key)
+    fingerprint = hashlib.sha256(request.path.encode() + b"?" + await request.read()).digest()
+    _forget_old_keys(time.time())
+    saved = _state.idempotent.get(scope)
+    if saved is not None:
+        return _replay(saved, fingerprint, key)
+    if scope in _state.in_flight:  # only for a handler that yields: stock ones never do
+        raise UserError(409, _KEY_IN_USE.format(key=key), {"code": "idempotency_key_in_use"})
+    _state.in_flight.add(scope)
+    try:
+        response = await _response_of(handler, request)
+    finally:
+        _state.in_flight.discard(scope)
+    body = zlib.compress(response.body if isinstance(response.body, bytes) else b"", 1)
+    _state.idempotent[scope] = _Saved(time.time(), fingerprint, response.status, body)
+    response.headers["Idempotency-Key"] = key
+    return response
+
+
+async def _response_of(handler, request: web.Request) -> web.StreamResponse:
+    """The response, errors included: Stripe saves those too (a crash is not saved)."""
+    try:
+        return await handler(request)
+    except UserError as error:
+        return error.to_response()
+
+
+def _replay(saved: _Saved, fingerprint: bytes, key: str) -> web.Response:
+    if saved.fingerprint != fingerprint:
+        error = UserError(400, _KEY_REUSED.format(key=key))
+        error.body["error"]["type"] = "idempotency_error"
+        raise error
+    headers = {"Idempotency-Key": key, "Idempotent-Replayed": "true"}
+    body = zlib.decompress(saved.body)
+    return web.Response(
+        body=body, status=saved.status, content_type="application/json", headers=headers
+    )
+
+
+def _forget_old_keys(now: float) -> None:
+    """Drop keys past Stripe's 24 hours or beyond the cap: amortised O(1), oldest first."""
+    saved = _state.idempotent
+    while saved and (
+        len(saved) > IDEMPOTENCY_MAX_KEYS or next(iter(saved.values())).at < now - IDEMPOTENCY_TTL_S
+    ):
+        saved.popitem(last=False)
+
+
 # --- routes ----------------------------------------------------------------------------------
+_CONFIRM_PATH = re.compile(r"^/v1/payment_intents/\w+/confirm$")
+
+
 @web.middleware
 async def _extra_routes(request: web.Request, handler):
     if request.method == "GET" and request.path == "/v1/balance/history":
         # Stock registers this list without its URL and answers 500.
         return server.api_list_all(BalanceTransaction, "/v1/balance/history")(request)
+    if request.method == "POST" and _CONFIRM_PATH.match(request.path):
+        # Stock's route holds the original classmethod, bound at import: call ours.
+        return await server.api_extra(PaymentIntent._api_confirm, "")(request)
     if request.method == "GET" and request.path == HEALTH_PATH:
         return web.json_response({"status": "ok", "objects": len(store)})
     return await handler(request)
+
+
+async def _forget_webhook(request: web.Request) -> web.Response:
+    """`DELETE /_config/webhooks/{id}`, which stock lacks: stop sending to an endpoint."""
+    webhooks._webhooks.pop(request.match_info["id"], None)
+    _state.dirty = True
+    return web.Response()
+
+
+def _add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/disputes", server.api_list_all(Dispute, "/v1/disputes"))
+    app.router.add_get("/v1/disputes/{id}", server.api_retrieve(Dispute, "/v1/disputes/{id}"))
+    app.router.add_delete("/_config/webhooks/{id}", _forget_webhook)
 
 
 # --- wiring ----------------------------------------------------------------------------------
@@ -286,14 +707,27 @@ def install(snapshot_path: Path, *, fee_percent: Decimal, fee_fixed: int) -> web
     Store.__delitem__ = _store_delitem
     Store.clear = _store_clear
     StripeObject._api_list_all = _list_all
+    BalanceTransaction._api_list_all = _balance_transaction_list_all
+    BalanceTransaction.__init__ = _balance_transaction_init
     Refund.__init__ = _refund_init
     Refund._api_list_all = _refund_list_all
     Charge.refunds = property(_charge_refunds)
     Charge.amount_refunded = property(_charge_amount_refunded)
+    Charge.disputed = False  # a class default, so charges from older snapshots have it too
+    Charge._trigger_payment = _trigger_payment
+    Charge._set_auth_failure = _set_auth_failure
+    Charge._raise_failure = _raise_failure
+    PaymentMethod._try_get_canonical_test_article = _test_payment_method
+    PaymentMethod._charging_is_declined = _charging_is_declined
     PaymentIntent.__init__ = _payment_intent_init
-    BalanceTransaction.__init__ = _balance_transaction_init
+    PaymentIntent._api_confirm = _payment_intent_confirm
+    PaymentIntent._report_failure = _report_failure
+    PaymentIntent.last_payment_error = property(_last_payment_error)
 
-    server.app.middlewares.append(_extra_routes)  # innermost: after auth and error handling
+    _add_routes(server.app)
+    # Innermost, after auth and error handling: idempotency sees the key's API key and the
+    # handler's own errors.
+    server.app.middlewares.extend((_idempotency, _extra_routes))
     server.app.cleanup_ctx.append(_snapshot_periodically)
     load()
     return server.app

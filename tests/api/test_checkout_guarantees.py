@@ -1,0 +1,258 @@
+"""Checkout's promises over HTTP: Idempotency-Key replays, payment after a lapsed hold, and
+webhooks that arrive late, twice or out of order."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import stripe
+from sqlalchemy import func, select
+
+from api.db import unit_of_work
+from api.models import LedgerEntry, Order, Payment, Refund
+from tests.api.live import wait_for
+from tests.api.organizing import publish_event
+
+
+def _count(api, model, *where) -> int:
+    with unit_of_work(api.engine) as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def _order_body(event_id: int, tier: int, quantity: int = 1) -> dict:
+    return {"event_id": event_id, "items": [{"ticket_type_id": tier, "quantity": quantity}]}
+
+
+def test_a_retried_order_with_the_same_key_gets_the_first_answer(live_api):
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 50)})
+    buyer_id, buyer = live_api.user(name="buyer")
+    key = {"Idempotency-Key": "checkout-1"}
+
+    first = buyer.post("/orders", json=_order_body(event_id, tiers["GA"], 2), headers=key)
+    again = buyer.post("/orders", json=_order_body(event_id, tiers["GA"], 2), headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert _count(live_api, Order, Order.user_id == buyer_id) == 1
+
+    other = buyer.post("/orders", json=_order_body(event_id, tiers["GA"], 3), headers=key)
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+
+    # The same key from another user is a different key.
+    _, stranger = live_api.user(name="stranger")
+    theirs = stranger.post("/orders", json=_order_body(event_id, tiers["GA"], 2), headers=key)
+    assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
+
+
+def test_concurrent_retries_with_one_key_place_one_order(live_api):
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 50)})
+    buyer_id, buyer = live_api.user(name="buyer")
+    statuses, ids = [], set()
+
+    def attempt() -> None:
+        with live_api.client(buyer.headers["Authorization"].split()[1]) as client:
+            response = client.post(
+                "/orders",
+                json=_order_body(event_id, tiers["GA"]),
+                headers={"Idempotency-Key": "same-click"},
+            )
+        statuses.append(response.status_code)
+        if response.status_code == 201:
+            ids.add(response.json()["id"])
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(statuses) <= {201, 409} and 201 in statuses
+    assert len(ids) == 1
+    assert _count(live_api, Order, Order.user_id == buyer_id) == 1
+
+
+def test_a_retried_payment_charges_once(live_api):
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 50)})
+    _, buyer = live_api.user(name="buyer")
+    order = buyer.post("/orders", json=_order_body(event_id, tiers["GA"])).json()
+    key = {"Idempotency-Key": "pay-1"}
+    body = {"payment_method": "pm_card_visa"}
+
+    first = buyer.post(f"/orders/{order['id']}/payments", json=body, headers=key)
+    again = buyer.post(f"/orders/{order['id']}/payments", json=body, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert _count(live_api, Payment, Payment.order_id == order["id"]) == 1
+
+    # Without the key, paying a paid order is refused, not charged again.
+    twice = buyer.post(f"/orders/{order['id']}/payments", json=body)
+    assert twice.status_code == 409 and twice.json()["error"]["code"] == "order_not_payable"
+    assert _count(live_api, Payment, Payment.order_id == order["id"]) == 1
+
+
+def _confirm_at_processor(api, provider_payment_id: str) -> None:
+    """What a front end does with the client secret: confirm the payment at the processor."""
+    client = stripe.StripeClient(
+        api.settings.effective_stripe_api_key,
+        base_addresses={"api": api.settings.stripe_api_base},
+        max_network_retries=0,
+    )
+    client.v1.payment_intents.confirm(
+        provider_payment_id, params={"payment_method": "pm_card_visa"}
+    )
+
+
+def test_a_payment_confirmed_by_the_front_end_pays_the_order_by_webhook(live_api):
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 50)})
+    _, buyer = live_api.user(name="buyer")
+    order = buyer.post("/orders", json=_order_body(event_id, tiers["GA"])).json()
+
+    started = buyer.post(f"/orders/{order['id']}/payments", json={})
+    assert started.status_code == 201, started.text
+    assert started.json()["status"] == "pending" and started.json()["client_secret"]
+    _confirm_at_processor(live_api, started.json()["provider_payment_id"])
+
+    def paid() -> bool:
+        return buyer.get(f"/orders/{order['id']}").json()["status"] == "paid"
+
+    assert wait_for(paid)
+    assert len(buyer.get(f"/orders/{order['id']}/tickets").json()) == 1
+    with unit_of_work(live_api.engine) as session:
+        fee = session.scalar(select(Payment.fee_minor).where(Payment.order_id == order["id"]))
+    assert fee == 117  # 2.9 % of 3,000 + 30, read from the balance transaction
+
+
+def test_money_that_arrives_after_the_hold_lapsed_and_the_seat_sold_is_given_back(live_api):
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"Last seat": (5_000, 1)})
+    _, slow = live_api.user(name="slow")
+    _, quick = live_api.user(name="quick")
+    order = slow.post("/orders", json=_order_body(event_id, tiers["Last seat"])).json()
+    started = slow.post(f"/orders/{order['id']}/payments", json={}).json()
+    try:
+        live_api.clock.offset_seconds = 16 * 60  # the slow buyer's 15 minutes are up
+        taken = quick.post("/orders", json=_order_body(event_id, tiers["Last seat"]))
+        assert taken.status_code == 201, taken.text
+        paid = quick.post(
+            f"/orders/{taken.json()['id']}/payments", json={"payment_method": "pm_card_visa"}
+        )
+        assert paid.status_code == 201
+
+        _confirm_at_processor(live_api, started["provider_payment_id"])
+
+        def refunded() -> bool:
+            return _count(live_api, Refund, Refund.order_id == order["id"]) == 1
+
+        assert wait_for(refunded)
+    finally:
+        live_api.clock.offset_seconds = 0
+    assert slow.get(f"/orders/{order['id']}").json()["status"] == "expired"
+    assert slow.get(f"/orders/{order['id']}/tickets").json() == []
+    with unit_of_work(live_api.engine) as session:
+        refund = session.scalar(select(Refund).where(Refund.order_id == order["id"]))
+        assert (refund.amount_minor, refund.status.value) == (5_000, "succeeded")
+        kinds = session.scalars(
+            select(LedgerEntry.kind).where(LedgerEntry.order_id == order["id"])
+        ).all()
+    assert sorted(k.value for k in kinds) == ["fee", "refund", "sale"]
+
+
+def _signed(api, event: dict) -> tuple[bytes, dict]:
+    payload = json.dumps(event).encode()
+    timestamp = int(time.time())
+    signature = stripe.WebhookSignature._compute_signature(
+        f"{timestamp}.{payload.decode()}", api.provider._webhook_secret
+    )
+    return payload, {"Stripe-Signature": f"t={timestamp},v1={signature}"}
+
+
+def test_a_late_failure_event_does_not_undo_a_success(live_api):
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 50)})
+    _, buyer = live_api.user(name="buyer")
+    order = buyer.post("/orders", json=_order_body(event_id, tiers["GA"])).json()
+    paid = buyer.post(
+        f"/orders/{order['id']}/payments", json={"payment_method": "pm_card_visa"}
+    ).json()
+    intent = {
+        "id": paid["provider_payment_id"],
+        "object": "payment_intent",
+        "amount": 3_000,
+        "currency": "eur",
+        "status": "requires_payment_method",
+        "metadata": {"order_id": str(order["id"])},
+        "last_payment_error": {"code": "card_declined"},
+    }
+    event = {
+        "id": "evt_late_failure",
+        "object": "event",
+        "type": "payment_intent.payment_failed",
+        "data": {"object": intent},
+    }
+    payload, headers = _signed(live_api, event)
+    with live_api.client() as client:
+        answer = client.post("/webhooks/stripe", content=payload, headers=headers)
+    assert answer.status_code == 200 and answer.json()["outcome"] == "processed"
+    assert buyer.get(f"/orders/{order['id']}").json()["status"] == "paid"
+    with unit_of_work(live_api.engine) as session:
+        payment = session.scalar(select(Payment).where(Payment.order_id == order["id"]))
+        assert (payment.status.value, payment.failure_code) == ("succeeded", None)
+
+
+def test_a_declined_card_leaves_the_order_payable(live_api):
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 50)})
+    _, buyer = live_api.user(name="buyer")
+    order = buyer.post("/orders", json=_order_body(event_id, tiers["GA"])).json()
+
+    declined = buyer.post(
+        f"/orders/{order['id']}/payments",
+        json={"payment_method": "pm_card_chargeDeclinedInsufficientFunds"},
+    )
+    assert declined.status_code == 402
+    assert declined.json()["error"]["code"] == "payment_declined"
+    assert declined.json()["error"]["details"]["failure_code"] == "card_declined"
+    assert buyer.get(f"/orders/{order['id']}").json()["status"] == "pending"
+
+    paid = buyer.post(f"/orders/{order['id']}/payments", json={"payment_method": "pm_card_visa"})
+    assert paid.status_code == 201 and paid.json()["order_status"] == "paid"
+    with unit_of_work(live_api.engine) as session:
+        statuses = session.scalars(
+            select(Payment.status).where(Payment.order_id == order["id"]).order_by(Payment.id)
+        ).all()
+    assert [s.value for s in statuses] == ["failed", "succeeded"]
+
+
+def test_a_dispute_takes_the_money_and_the_dispute_fee_back_in_the_ledger(live_api):
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (8_000, 50)})
+    _, buyer = live_api.user(name="buyer")
+    order = buyer.post("/orders", json=_order_body(event_id, tiers["GA"])).json()
+    paid = buyer.post(
+        f"/orders/{order['id']}/payments", json={"payment_method": "pm_card_createDispute"}
+    )
+    assert paid.status_code == 201 and paid.json()["order_status"] == "paid"
+
+    def disputed() -> bool:
+        with unit_of_work(live_api.engine) as session:
+            return session.scalar(select(Payment.disputed).where(Payment.order_id == order["id"]))
+
+    assert wait_for(disputed)
+    with unit_of_work(live_api.engine) as session:
+        rows = session.execute(
+            select(LedgerEntry.kind, LedgerEntry.amount_minor)
+            .where(LedgerEntry.order_id == order["id"])
+            .order_by(LedgerEntry.id)
+        ).all()
+    assert [(k.value, a) for k, a in rows] == [
+        ("sale", 8_000),
+        ("fee", -262),  # 2.9 % of 8,000 + 30
+        ("adjustment", -8_000),
+        ("fee", -1_500),  # the processor's dispute fee
+    ]
