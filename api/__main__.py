@@ -9,6 +9,7 @@ meet in `<data_dir>/run/prometheus`, emptied at each start so old workers' count
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 
@@ -19,6 +20,8 @@ from api.telemetry.logs import configure_logging, logging_config
 from ticketflow.embedded.payments import register_webhook
 from ticketflow.settings import LOCALHOST, Settings, get_settings
 
+log = logging.getLogger("api")
+
 
 def _share_metrics_between_workers(settings: Settings) -> None:
     """Must run before any worker imports prometheus_client (workers inherit the variable)."""
@@ -26,6 +29,25 @@ def _share_metrics_between_workers(settings: Settings) -> None:
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
+def _receive_embedded_webhooks(settings: Settings, port: int) -> None:
+    """Ask the embedded processor to send its events here. Without it payments still work
+    (the API reads each payment's outcome when it is made), so a failure only warns."""
+    try:
+        register_webhook(
+            settings.stripe_api_base,
+            "ticketflow-api",
+            url=f"http://{LOCALHOST}:{port}/webhooks/stripe",
+            secret=settings.effective_webhook_secret,
+        )
+    except OSError as exc:
+        log.warning(
+            "the embedded payment processor at %s did not take our webhook (%s); refunds and "
+            "disputes made at the processor will not reach the API until it restarts",
+            settings.stripe_api_base,
+            exc,
+        )
 
 
 def main() -> None:
@@ -37,12 +59,7 @@ def main() -> None:
     configure_logging(settings.log_level)
     migrate.upgrade(settings.sqlalchemy_url)
     if settings.embedded_payments:
-        register_webhook(
-            settings.stripe_api_base,
-            "ticketflow-api",
-            url=f"http://{LOCALHOST}:{args.port}/webhooks/stripe",
-            secret=settings.effective_webhook_secret,
-        )
+        _receive_embedded_webhooks(settings, args.port)
     if settings.api_workers > 1:
         _share_metrics_between_workers(settings)
     uvicorn.run(

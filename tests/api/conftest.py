@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -56,7 +57,7 @@ def make_event(engine: Engine):
         with unit_of_work(engine) as session:
             organizer = Organizer(name="Night Owls")
             buyer = User(
-                email=f"buyer{id(organizer)}@example.com",
+                email=f"buyer-{uuid.uuid4().hex}@example.com",
                 password_hash="x",
                 full_name="Buyer",
                 role=Role.ATTENDEE,
