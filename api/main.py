@@ -26,6 +26,7 @@ from api.routes import (
     tickets,
     webhooks,
 )
+from api.schemas import ErrorResponse
 
 DESCRIPTION = """Events, orders, payments and check-in.
 
@@ -60,7 +61,8 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 
 
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    codes = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed"}
+    code = codes.get(exc.status_code, "http_error")
     return _error(exc.status_code, code, str(exc.detail))
 
 
@@ -77,6 +79,8 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=_lifespan,
+        # Any route may meet a body that is not JSON (400) or fails validation (422).
+        responses={400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     )
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

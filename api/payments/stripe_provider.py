@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import stripe
 
-from api.errors import InvalidSignature, PaymentProviderError
+from api.errors import InvalidInput, InvalidSignature, PaymentProviderError
 from api.payments.provider import (
     ProviderDispute,
     ProviderPayment,
@@ -125,6 +125,10 @@ class StripeProvider:
         except stripe.CardError as exc:
             # A decline: the intent exists and says why; report it as a failed payment.
             intent = self._retrieve_after_error(exc)
+        except stripe.InvalidRequestError as exc:
+            raise InvalidInput(
+                f"the processor refused the request: {exc.user_message}", field="payment_method"
+            ) from exc
         except stripe.StripeError as exc:
             raise PaymentProviderError(f"Stripe refused the payment: {exc.user_message}") from exc
         return _payment(intent.to_dict())

@@ -16,7 +16,12 @@ from api.services import accounts
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/signup", status_code=201, response_model=UserRead, responses=CONFLICT)
+@router.post(
+    "/signup",
+    status_code=201,
+    response_model=UserRead,
+    responses={**CONFLICT, 429: {"model": ErrorResponse}},
+)
 def sign_up(body: SignUp, session: SessionDep, ip: ratelimit.ClientIp) -> User:
     ratelimit.check("login", f"signup:{ip}")
     return accounts.sign_up(

@@ -13,7 +13,7 @@ from api.deps import CallerDep, EngineDep, NowDep, ProviderDep, SessionDep, Sett
 from api.errors import DomainError, HoldExpired
 from api.models import Order
 from api.routes.idempotency import IdempotencyDep
-from api.schemas.common import AUTH_ERRORS, CONFLICT, NOT_FOUND, ErrorResponse
+from api.schemas.common import AUTH_ERRORS, CONFLICT, NOT_FOUND, ErrorResponse, PathId
 from api.schemas.sales import (
     OrderCreate,
     OrderPage,
@@ -90,12 +90,12 @@ def my_orders(
 
 
 @router.get("/{order_id}", response_model=OrderRead)
-def get_order(order_id: int, caller: CallerDep, session: SessionDep) -> OrderRead:
+def get_order(order_id: PathId, caller: CallerDep, session: SessionDep) -> OrderRead:
     return _order_read(session, orders.visible_order(session, caller, order_id))
 
 
 @router.post("/{order_id}/cancel", response_model=OrderRead, responses=CONFLICT)
-def cancel_order(order_id: int, caller: CallerDep, session: SessionDep) -> OrderRead:
+def cancel_order(order_id: PathId, caller: CallerDep, session: SessionDep) -> OrderRead:
     """Give up a pending order; its tickets are released at once."""
     return _order_read(session, orders.cancel_order(session, caller, order_id))
 
@@ -107,7 +107,7 @@ def cancel_order(order_id: int, caller: CallerDep, session: SessionDep) -> Order
     responses={**MONEY_ERRORS, 402: {"model": ErrorResponse}},
 )
 def pay(
-    order_id: int,
+    order_id: PathId,
     body: PaymentCreate,
     caller: CallerDep,
     engine: EngineDep,
@@ -156,7 +156,7 @@ def pay(
 
 
 @router.get("/{order_id}/tickets", response_model=list[TicketRead])
-def order_tickets(order_id: int, caller: CallerDep, session: SessionDep) -> list[dict]:
+def order_tickets(order_id: PathId, caller: CallerDep, session: SessionDep) -> list[dict]:
     order = orders.visible_order(session, caller, order_id)
     return [
         {
@@ -173,7 +173,7 @@ def order_tickets(order_id: int, caller: CallerDep, session: SessionDep) -> list
     "/{order_id}/refunds", status_code=201, response_model=RefundRead, responses=MONEY_ERRORS
 )
 def refund_order(
-    order_id: int,
+    order_id: PathId,
     body: RefundCreate,
     caller: CallerDep,
     engine: EngineDep,

@@ -28,7 +28,7 @@ from api.schemas.catalog import (
     VenueCreate,
     VenueRead,
 )
-from api.schemas.common import AUTH_ERRORS, CONFLICT, NOT_FOUND, ErrorResponse
+from api.schemas.common import AUTH_ERRORS, CONFLICT, NOT_FOUND, ErrorResponse, PathId
 from api.schemas.sales import AttendeeOrderPage
 from api.services import events, media
 
@@ -66,28 +66,30 @@ def list_events(
 
 
 @router.get("/events/{event_id}", response_model=ManagedEventRead)
-def get_event(event_id: int, caller: CallerDep, session: SessionDep) -> Event:
+def get_event(event_id: PathId, caller: CallerDep, session: SessionDep) -> Event:
     return events.get_event(session, caller, event_id)
 
 
 @router.patch("/events/{event_id}", response_model=ManagedEventRead, responses=CONFLICT)
-def update_event(event_id: int, body: EventUpdate, caller: CallerDep, session: SessionDep) -> Event:
+def update_event(
+    event_id: PathId, body: EventUpdate, caller: CallerDep, session: SessionDep
+) -> Event:
     return events.update_event(session, caller, event_id, body.model_dump(exclude_unset=True))
 
 
 @router.post("/events/{event_id}/publish", response_model=ManagedEventRead, responses=CONFLICT)
-def publish_event(event_id: int, caller: CallerDep, session: SessionDep, now: NowDep) -> Event:
+def publish_event(event_id: PathId, caller: CallerDep, session: SessionDep, now: NowDep) -> Event:
     return events.publish(session, caller, event_id, now=now)
 
 
 @router.post("/events/{event_id}/cancel", response_model=ManagedEventRead, responses=CONFLICT)
-def cancel_event(event_id: int, caller: CallerDep, session: SessionDep) -> Event:
+def cancel_event(event_id: PathId, caller: CallerDep, session: SessionDep) -> Event:
     """Stop sales and entry. Paid orders are not refunded automatically."""
     return events.cancel(session, caller, event_id)
 
 
 @router.get("/events/{event_id}/ticket-types", response_model=list[ManagedTicketTypeRead])
-def list_ticket_types(event_id: int, caller: CallerDep, session: SessionDep) -> list[TicketType]:
+def list_ticket_types(event_id: PathId, caller: CallerDep, session: SessionDep) -> list[TicketType]:
     return events.ticket_types(session, caller, event_id)
 
 
@@ -98,7 +100,7 @@ def list_ticket_types(event_id: int, caller: CallerDep, session: SessionDep) -> 
     responses=CONFLICT,
 )
 def add_ticket_type(
-    event_id: int, body: TicketTypeCreate, caller: CallerDep, session: SessionDep
+    event_id: PathId, body: TicketTypeCreate, caller: CallerDep, session: SessionDep
 ) -> TicketType:
     return events.add_ticket_type(session, caller, event_id, body.model_dump())
 
@@ -109,8 +111,8 @@ def add_ticket_type(
     responses=CONFLICT,
 )
 def update_ticket_type(
-    event_id: int,
-    ticket_type_id: int,
+    event_id: PathId,
+    ticket_type_id: PathId,
     body: TicketTypeUpdate,
     caller: CallerDep,
     session: SessionDep,
@@ -121,7 +123,7 @@ def update_ticket_type(
 
 
 @router.get("/events/{event_id}/quotas", response_model=list[QuotaRead])
-def list_quotas(event_id: int, caller: CallerDep, session: SessionDep) -> list[dict]:
+def list_quotas(event_id: PathId, caller: CallerDep, session: SessionDep) -> list[dict]:
     return [
         _quota_read(quota, members) for quota, members in events.quotas(session, caller, event_id)
     ]
@@ -130,7 +132,7 @@ def list_quotas(event_id: int, caller: CallerDep, session: SessionDep) -> list[d
 @router.post(
     "/events/{event_id}/quotas", status_code=201, response_model=QuotaRead, responses=CONFLICT
 )
-def add_quota(event_id: int, body: QuotaCreate, caller: CallerDep, session: SessionDep) -> dict:
+def add_quota(event_id: PathId, body: QuotaCreate, caller: CallerDep, session: SessionDep) -> dict:
     """A capacity shared by several ticket types (say, 500 seats for adults and children)."""
     quota = events.add_quota(
         session, caller, event_id, name=body.name, capacity=body.capacity, ids=body.ticket_type_ids
@@ -149,7 +151,7 @@ def _quota_read(quota, members: list[int]) -> dict:
 
 
 @router.get("/events/{event_id}/promo-codes", response_model=list[PromoCodeRead])
-def list_promo_codes(event_id: int, caller: CallerDep, session: SessionDep) -> list[PromoCode]:
+def list_promo_codes(event_id: PathId, caller: CallerDep, session: SessionDep) -> list[PromoCode]:
     return events.promo_codes(session, caller, event_id)
 
 
@@ -160,7 +162,7 @@ def list_promo_codes(event_id: int, caller: CallerDep, session: SessionDep) -> l
     responses=CONFLICT,
 )
 def add_promo_code(
-    event_id: int, body: PromoCodeCreate, caller: CallerDep, session: SessionDep
+    event_id: PathId, body: PromoCodeCreate, caller: CallerDep, session: SessionDep
 ) -> PromoCode:
     return events.add_promo_code(session, caller, event_id, body.model_dump())
 
@@ -172,7 +174,7 @@ def add_promo_code(
     responses={413: {"model": ErrorResponse}},
 )
 def upload_image(
-    event_id: int,
+    event_id: PathId,
     file: UploadFile,
     caller: CallerDep,
     session: SessionDep,
@@ -199,7 +201,7 @@ def upload_image(
 
 @router.get("/events/{event_id}/orders", response_model=AttendeeOrderPage)
 def list_orders(
-    event_id: int, caller: CallerDep, session: SessionDep, page: Page = 1, size: Size = 50
+    event_id: PathId, caller: CallerDep, session: SessionDep, page: Page = 1, size: Size = 50
 ) -> dict:
     """The event's orders and who placed them."""
     rows, total = events.orders(session, caller, event_id, page=page, size=size)

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from api.deps import CallerDep, SessionDep
 from api.models import Organizer, User
 from api.schemas.accounts import MemberAdd, OrganizerCreate, OrganizerRead, UserRead
-from api.schemas.common import AUTH_ERRORS, NOT_FOUND
+from api.schemas.common import AUTH_ERRORS, NOT_FOUND, PathId
 from api.services import accounts
 
 router = APIRouter(prefix="/organizers", tags=["organizers"], responses=AUTH_ERRORS)
@@ -27,5 +27,7 @@ def my_organizers(caller: CallerDep, session: SessionDep) -> list[Organizer]:
 @router.post(
     "/{organizer_id}/members", status_code=201, response_model=UserRead, responses=NOT_FOUND
 )
-def add_member(organizer_id: int, body: MemberAdd, caller: CallerDep, session: SessionDep) -> User:
+def add_member(
+    organizer_id: PathId, body: MemberAdd, caller: CallerDep, session: SessionDep
+) -> User:
     return accounts.add_member(session, caller, organizer_id=organizer_id, email=body.email)

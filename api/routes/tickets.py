@@ -8,7 +8,7 @@ import segno
 from fastapi import APIRouter, Response
 
 from api.deps import CallerDep, NowDep, SessionDep
-from api.schemas.common import AUTH_ERRORS, CONFLICT, NOT_FOUND
+from api.schemas.common import AUTH_ERRORS, CONFLICT, NOT_FOUND, TicketCode
 from api.schemas.sales import CheckInCreate, CheckInRead
 from api.services import tickets
 from api.telemetry import metrics
@@ -21,7 +21,7 @@ router = APIRouter(tags=["tickets"])
     response_class=Response,
     responses={200: {"content": {"image/svg+xml": {}}}, **NOT_FOUND},
 )
-def ticket_qr(code: str, session: SessionDep) -> Response:
+def ticket_qr(code: TicketCode, session: SessionDep) -> Response:
     """The ticket's QR code. The code itself is the secret (128 random bits), so the image is
     served to whoever has it, as a printed ticket would be."""
     ticket = tickets.by_code(session, code)

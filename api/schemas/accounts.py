@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.models import Role
-from api.schemas.common import Name
+from api.schemas.common import Name, Patch, RequestBody
 
 Email = Annotated[
     str,
@@ -17,13 +17,13 @@ Email = Annotated[
 Password = Annotated[str, StringConstraints(min_length=10, max_length=200)]
 
 
-class SignUp(BaseModel):
+class SignUp(RequestBody):
     email: Email
     password: Password = Field(description="at least 10 characters")
     full_name: Name
 
 
-class LogIn(BaseModel):
+class LogIn(RequestBody):
     email: Email
     password: Annotated[str, StringConstraints(max_length=200)]
 
@@ -56,14 +56,14 @@ class UserPage(BaseModel):
     total: int
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(Patch):
     model_config = ConfigDict(extra="forbid")
 
     role: Role | None = None
     is_active: bool | None = None
 
 
-class OrganizerCreate(BaseModel):
+class OrganizerCreate(RequestBody):
     name: Name
 
 
@@ -75,5 +75,5 @@ class OrganizerRead(BaseModel):
     created_at: datetime
 
 
-class MemberAdd(BaseModel):
+class MemberAdd(RequestBody):
     email: Email

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from api.models import DiscountKind, EventStatus
-from api.schemas.common import AwareDatetime, Currency, MinorUnits, Name
+from api.schemas.common import AwareDatetime, Currency, Id, MinorUnits, Name, Patch, RequestBody
 
 
 class TicketTypeRead(BaseModel):
@@ -55,8 +55,8 @@ class EventPage(BaseModel):
 ShortName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 
 
-class VenueCreate(BaseModel):
-    organizer_id: int | None = Field(None, description="needed when you act for several")
+class VenueCreate(RequestBody):
+    organizer_id: Id | None = Field(None, description="needed when you act for several")
     name: Name
     address: Annotated[str, StringConstraints(max_length=400)] = ""
     city: ShortName
@@ -80,11 +80,11 @@ Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 Timezone = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-class EventCreate(BaseModel):
+class EventCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
-    organizer_id: int | None = Field(None, description="needed when you act for several")
-    venue_id: int | None = None
+    organizer_id: Id | None = Field(None, description="needed when you act for several")
+    venue_id: Id | None = None
     title: Name
     description: Annotated[str, StringConstraints(max_length=20_000)] = ""
     category: Category
@@ -95,10 +95,11 @@ class EventCreate(BaseModel):
     sales_end_at: AwareDatetime
 
 
-class EventUpdate(BaseModel):
+class EventUpdate(Patch):
     model_config = ConfigDict(extra="forbid")
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"venue_id"})
 
-    venue_id: int | None = None
+    venue_id: Id | None = None
     title: Name | None = None
     description: Annotated[str, StringConstraints(max_length=20_000)] | None = None
     category: Category | None = None
@@ -134,7 +135,7 @@ class ManagedEventPage(BaseModel):
     total: int
 
 
-class TicketTypeCreate(BaseModel):
+class TicketTypeCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     name: ShortName
@@ -146,8 +147,9 @@ class TicketTypeCreate(BaseModel):
     sales_end_at: AwareDatetime | None = None
 
 
-class TicketTypeUpdate(BaseModel):
+class TicketTypeUpdate(Patch):
     model_config = ConfigDict(extra="forbid")
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"sales_start_at", "sales_end_at"})
 
     name: ShortName | None = None
     price_minor: MinorUnits | None = None
@@ -171,10 +173,10 @@ class ManagedTicketTypeRead(BaseModel):
     sales_end_at: datetime | None
 
 
-class QuotaCreate(BaseModel):
+class QuotaCreate(RequestBody):
     name: ShortName
     capacity: Annotated[int, Field(ge=0, le=10_000_000)]
-    ticket_type_ids: Annotated[list[int], Field(min_length=1, max_length=100)]
+    ticket_type_ids: Annotated[list[Id], Field(min_length=1, max_length=100)]
 
 
 class QuotaRead(BaseModel):
@@ -185,13 +187,13 @@ class QuotaRead(BaseModel):
     ticket_type_ids: list[int]
 
 
-class PromoCodeCreate(BaseModel):
+class PromoCodeCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{3,40}$")]
     kind: DiscountKind
     value: Annotated[int, Field(ge=1, le=10**12, description="percent, or minor units off")]
-    max_uses: Annotated[int, Field(ge=1)] | None = None
+    max_uses: Annotated[int, Field(ge=1, le=10**9)] | None = None
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
 

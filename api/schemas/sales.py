@@ -8,17 +8,18 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.models import OrderStatus, PaymentStatus, RefundStatus, TicketStatus
+from api.schemas.common import TICKET_CODE, Id, RequestBody
 
 
-class OrderLine(BaseModel):
-    ticket_type_id: int
+class OrderLine(RequestBody):
+    ticket_type_id: Id
     quantity: Annotated[int, Field(ge=1, le=100)]
 
 
-class OrderCreate(BaseModel):
+class OrderCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
-    event_id: int
+    event_id: Id
     items: Annotated[list[OrderLine], Field(min_length=1, max_length=20)]
     promo_code: Annotated[str, StringConstraints(max_length=40)] | None = None
 
@@ -77,7 +78,7 @@ class AttendeeOrderPage(BaseModel):
     total: int
 
 
-class PaymentCreate(BaseModel):
+class PaymentCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     payment_method: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
@@ -97,7 +98,7 @@ class PaymentRead(BaseModel):
     failure_code: str | None
 
 
-class RefundCreate(BaseModel):
+class RefundCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     amount_minor: Annotated[int, Field(ge=1, le=10**12)] | None = Field(
@@ -126,8 +127,8 @@ class TicketRead(BaseModel):
     qr_url: str
 
 
-class CheckInCreate(BaseModel):
-    code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+class CheckInCreate(RequestBody):
+    code: Annotated[str, StringConstraints(strip_whitespace=True, pattern=TICKET_CODE)]
 
 
 class CheckInRead(BaseModel):

@@ -51,7 +51,11 @@ def load_caller(session: Session, user_id: int) -> Caller:
 
 
 def managed_event(session: Session, caller: Caller, event_id: int, *, lock: bool = False) -> Event:
-    """The event if the caller manages its organizer; NotFound otherwise (never Forbidden)."""
+    """The event if the caller manages its organizer; NotFound if another organizer's.
+
+    Forbidden first for roles that never manage events (attendees, finance), whoever's it is.
+    """
+    caller.require(Role.ORGANIZER)
     query = select(Event).where(Event.id == event_id)
     if lock:
         query = query.with_for_update()

@@ -92,6 +92,7 @@ def organizers_of(session: Session, caller: Caller) -> list[Organizer]:
 
 def add_member(session: Session, caller: Caller, *, organizer_id: int, email: str) -> User:
     """Let another existing user act for an organizer the caller manages."""
+    caller.require(Role.ORGANIZER)
     if session.get(Organizer, organizer_id) is None or not caller.manages(organizer_id):
         raise NotFound("organizer not found")
     user = _by_email(session, email)

@@ -7,6 +7,7 @@ a webhook and a replayed webhook all end in the same single set of rows.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -62,6 +63,18 @@ def _check_payable(session: Session, order: Order, now: datetime) -> int:
     return attempts + 1
 
 
+def _processor_key(
+    order_id: int, attempt: int, client_key: str | None, payment_method: str | None
+) -> str:
+    """The processor's idempotency key: the same attempt retried after a crash finds the same
+    processor payment; a different payment method is a different attempt (the processor
+    refuses a key reused with other parameters)."""
+    if client_key:
+        return f"order-{order_id}-client-{client_key}"
+    method = hashlib.sha256((payment_method or "").encode()).hexdigest()[:16]
+    return f"order-{order_id}-{attempt}-{method}"
+
+
 def start_payment(
     engine: Engine,
     provider: PaymentProvider,
@@ -88,7 +101,7 @@ def start_payment(
         amount_minor=amount,
         currency=currency,
         payment_method=payment_method,
-        idempotency_key=f"order-{order_id}-{attempt_key or attempt}",
+        idempotency_key=_processor_key(order_id, attempt, attempt_key, payment_method),
     )
     with unit_of_work(engine) as session:
         return record(session, provider.name, result, now=now)

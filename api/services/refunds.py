@@ -23,6 +23,7 @@ from api.models import (
     PaymentStatus,
     Refund,
     RefundStatus,
+    Role,
 )
 from api.payments.provider import PaymentProvider, ProviderRefund
 from api.services import ledger, tickets
@@ -61,6 +62,8 @@ def reserve(
     payment: Payment | None = None,
 ) -> Refund:
     """A pending refund of `amount_minor` (None: all that is left). `caller=None`: the system."""
+    if caller is not None:  # before the lookup, so a refusal says nothing about the order
+        caller.require(Role.ORGANIZER, Role.FINANCE)
     order = session.scalar(select(Order).where(Order.id == order_id).with_for_update())
     if order is None:
         raise NotFound("order not found")

@@ -17,6 +17,7 @@ from api.models import (
     EventStatus,
     Order,
     OrderItem,
+    Role,
     Ticket,
     TicketStatus,
 )
@@ -67,6 +68,7 @@ def check_in(session: Session, caller: Caller, *, code: str, now: datetime) -> C
 
     The unique ticket_id on check_ins decides a race between two doors scanning at once.
     """
+    caller.require(Role.ORGANIZER)
     row = session.execute(
         select(Ticket, Order, Event)
         .join(Order, Order.id == Ticket.order_id)
