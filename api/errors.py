@@ -55,8 +55,17 @@ class Busy(DomainError):
 
 
 class InvalidInput(DomainError):
+    """Checked by a service, not by the schema; shaped like schema errors (`fields`)."""
+
     status = 422
     code = "invalid_input"
+
+    def __init__(self, message: str, **details: object):
+        field = details.get("field")
+        if field is not None and "fields" not in details:
+            location = ["header", field] if field == "Idempotency-Key" else ["body", field]
+            details["fields"] = [{"location": location, "message": message, "type": "value_error"}]
+        super().__init__(message, **details)
 
 
 class Unauthorized(DomainError):
