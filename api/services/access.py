@@ -58,7 +58,7 @@ def managed_event(session: Session, caller: Caller, event_id: int, *, lock: bool
     caller.require(Role.ORGANIZER)
     query = select(Event).where(Event.id == event_id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)  # checkouts may still reference it
     event = session.scalar(query)
     if event is None or not caller.manages(event.organizer_id):
         raise NotFound("event not found")

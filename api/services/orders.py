@@ -23,6 +23,7 @@ from api.models import (
 )
 from api.services import inventory
 from api.services.access import Caller
+from api.services.locking import lock_order
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ def my_orders(session: Session, caller: Caller, *, page: int, size: int) -> tupl
 
 def cancel_order(session: Session, caller: Caller, order_id: int) -> Order:
     """The buyer (or an admin) gives up a pending order: its hold ends at once."""
-    order = session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    order = lock_order(session, order_id)
     if order is None or (order.user_id != caller.user_id and not caller.is_admin):
         raise NotFound("order not found")
     if order.status == OrderStatus.CANCELLED:

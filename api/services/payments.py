@@ -27,6 +27,7 @@ from api.models import (
 from api.payments.provider import PaymentProvider, ProviderPayment, ProviderStatus
 from api.services import inventory, ledger, tickets
 from api.services.access import Caller
+from api.services.locking import lock_order, locked
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class PaymentOutcome:
 
 
 def _own_order(session: Session, caller: Caller, order_id: int) -> Order:
-    order = session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    order = lock_order(session, order_id)
     if order is None or order.user_id != caller.user_id:
         raise NotFound("order not found")
     return order
@@ -112,13 +113,13 @@ def record(session: Session, provider_name: str, result: ProviderPayment, *, now
 
     A success pays the order (tickets, ledger rows) when its tickets can still be had.
     """
-    payment = session.scalar(
-        select(Payment).where(Payment.provider_payment_id == result.id).with_for_update()
-    )
-    order_id = payment.order_id if payment else result.order_id
-    order = session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    by_processor_id = select(Payment).where(Payment.provider_payment_id == result.id)
+    known = session.scalar(by_processor_id)
+    order = lock_order(session, known.order_id if known else result.order_id)
     if order is None:
         raise NotFound("the payment belongs to no order here", provider_payment_id=result.id)
+    # Under the order's lock: whatever another command recorded meanwhile is seen now.
+    payment = session.scalar(locked(by_processor_id))
     if payment is None:
         payment = Payment(
             order_id=order.id,
@@ -207,15 +208,15 @@ def mark_disputed(
     session: Session, provider_payment_id: str, *, amount_minor: int, fee_minor: int, now: datetime
 ) -> bool:
     """The buyer's bank took the money back: ledger it once. False if the payment is unknown."""
-    payment = session.scalar(
-        select(Payment).where(Payment.provider_payment_id == provider_payment_id).with_for_update()
-    )
-    if payment is None:
+    by_processor_id = select(Payment).where(Payment.provider_payment_id == provider_payment_id)
+    known = session.scalar(by_processor_id)
+    if known is None:
         return False
+    order = lock_order(session, known.order_id)
+    payment = session.scalar(locked(by_processor_id))
     if payment.disputed:
         return True
     payment.disputed = True
-    order = session.get(Order, payment.order_id)
     ledger.record(
         session,
         order,

@@ -28,6 +28,7 @@ from api.models import (
 from api.payments.provider import PaymentProvider, ProviderRefund
 from api.services import ledger, tickets
 from api.services.access import Caller
+from api.services.locking import lock_order, locked
 
 REFUNDABLE_STATUSES = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED)
 
@@ -64,7 +65,7 @@ def reserve(
     """A pending refund of `amount_minor` (None: all that is left). `caller=None`: the system."""
     if caller is not None:  # before the lookup, so a refusal says nothing about the order
         caller.require(Role.ORGANIZER, Role.FINANCE)
-    order = session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    order = lock_order(session, order_id)
     if order is None:
         raise NotFound("order not found")
     if caller is not None:
@@ -120,8 +121,9 @@ def _order_status_after_refunds(session: Session, order: Order) -> OrderStatus:
 
 def settle(session: Session, refund_id: int, result: ProviderRefund | None, *, now: datetime):
     """Record the processor's answer (None: it refused). Idempotent."""
-    refund = session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update())
-    order = session.scalar(select(Order).where(Order.id == refund.order_id).with_for_update())
+    order_id = session.scalar(select(Refund.order_id).where(Refund.id == refund_id))
+    order = lock_order(session, order_id)
+    refund = session.scalar(locked(select(Refund).where(Refund.id == refund_id)))
     if refund.status != RefundStatus.PENDING:
         return refund
     if result is None or not result.succeeded:

@@ -256,3 +256,65 @@ def test_a_dispute_takes_the_money_and_the_dispute_fee_back_in_the_ledger(live_a
         ("adjustment", -8_000),
         ("fee", -1_500),  # the processor's dispute fee
     ]
+
+
+def test_refunds_racing_webhooks_of_the_same_payments_neither_fail_nor_double(live_api):
+    """A refund and a (late, repeated) success webhook of one payment lock the same rows; they
+    must queue, not deadlock."""
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 100)})
+    _, buyer = live_api.user(name="buyer")
+    paid = []
+    for _ in range(12):
+        order = buyer.post("/orders", json=_order_body(event_id, tiers["GA"])).json()
+        payment = buyer.post(
+            f"/orders/{order['id']}/payments", json={"payment_method": "pm_card_visa"}
+        ).json()
+        paid.append((order["id"], payment["provider_payment_id"]))
+    statuses: list[int] = []
+
+    def refund(order_id: int) -> None:
+        with live_api.client(organizer.headers["Authorization"].split()[1]) as client:
+            statuses.append(
+                client.post(f"/orders/{order_id}/refunds", json={"amount_minor": 1_000}).status_code
+            )
+
+    def replay_success(order_id: int, intent_id: str, n: int) -> None:
+        intent = {
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": 3_000,
+            "currency": "eur",
+            "status": "succeeded",
+            "metadata": {"order_id": str(order_id)},
+            "latest_charge": None,
+        }
+        event = {
+            "id": f"evt_race_{intent_id}_{n}",
+            "object": "event",
+            "type": "payment_intent.succeeded",
+            "data": {"object": intent},
+        }
+        payload, headers = _signed(live_api, event)
+        with live_api.client() as client:
+            statuses.append(
+                client.post("/webhooks/stripe", content=payload, headers=headers).status_code
+            )
+
+    threads = []
+    for order_id, intent_id in paid:
+        threads.append(threading.Thread(target=refund, args=(order_id,)))
+        threads += [
+            threading.Thread(target=replay_success, args=(order_id, intent_id, n)) for n in range(2)
+        ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(set(statuses)) == [200, 201], statuses
+    with unit_of_work(live_api.engine) as session:
+        for order_id, _ in paid:
+            kinds = session.scalars(
+                select(LedgerEntry.kind).where(LedgerEntry.order_id == order_id)
+            ).all()
+            assert sorted(k.value for k in kinds) == ["fee", "refund", "sale"]
