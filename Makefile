@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/ticketflow up
+	$(BIN)/ticketflow up --demo
 
 up: demo
 
@@ -26,6 +26,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/warehouse_http.py
+	$(BIN)/python bench/checkout.py
 
 # Re-resolve the pinned set after changing pyproject.toml's dependencies.
 lock:

@@ -6,10 +6,11 @@ import argparse
 import getpass
 import os
 import sys
+from functools import partial
 
-from ticketflow import supervisor
+from ticketflow import demo, supervisor
 from ticketflow.services import embedded_services
-from ticketflow.settings import get_settings
+from ticketflow.settings import Settings, get_settings
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -26,7 +27,28 @@ def _cmd_up(args: argparse.Namespace) -> int:
             )
             return 2
         services = [s for s in services if s.name in args.services]
-    return supervisor.up(settings, services)
+    once_ready = None
+    if args.demo:
+        if not any(s.name == "api" for s in services):
+            print("error: --demo loads its traffic through the api; start it too", file=sys.stderr)
+            return 2
+        once_ready = partial(_load_demo, settings)
+    return supervisor.up(settings, services, once_ready=once_ready)
+
+
+def _load_demo(settings: Settings, running: supervisor.Supervisor) -> None:
+    """Load the demo traffic; if that fails, the platform stops and says why."""
+    try:
+        demo.load(settings, should_stop=lambda: running.stop_requested)
+    except demo.DemoCancelled:
+        return
+    except demo.DemoError as exc:
+        raise supervisor.SupervisorError(
+            f"the demo traffic could not be loaded: {exc}\n"
+            "Stopping the platform. Whatever was loaded stays in the database (another "
+            "`up --demo` will say it is loaded); to load it afresh, remove "
+            f"{settings.data_path} first."
+        ) from exc
 
 
 def _cmd_down(_: argparse.Namespace) -> int:
@@ -75,12 +97,23 @@ def _cmd_users_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cdc_sync(_: argparse.Namespace) -> int:
+    from pipelines.cdc.__main__ import main as cdc_main
+
+    return cdc_main(["sync"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ticketflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="start the platform in the foreground (Ctrl-C stops it)")
     up.add_argument("services", nargs="*", help="start only these services (default: all)")
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="once all is up, load demo traffic through the API (once per data directory)",
+    )
     up.set_defaults(func=_cmd_up)
 
     down = commands.add_parser("down", help="stop a running `ticketflow up`")
@@ -88,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="show each service and whether it answers")
     status.set_defaults(func=_cmd_status)
+
+    cdc = commands.add_parser("cdc", help="the PostgreSQL -> ClickHouse change stream")
+    cdc_commands = cdc.add_subparsers(dest="cdc_command", required=True)
+    cdc_sync = cdc_commands.add_parser(
+        "sync", help="copy every change committed so far into ClickHouse, then exit"
+    )
+    cdc_sync.set_defaults(func=_cmd_cdc_sync)
 
     users = commands.add_parser("users", help="manage accounts from the command line")
     user_commands = users.add_subparsers(dest="users_command", required=True)

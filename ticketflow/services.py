@@ -34,6 +34,7 @@ class Service:
     run_as: str | None = None  # OS user, when it may not run as root
     stop_signal: int = signal.SIGTERM
     env: dict[str, str] = field(default_factory=dict)
+    docs_url: str | None = None  # a page for people to start from
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
@@ -112,6 +113,7 @@ def _api(settings: Settings) -> Service:
         port_setting="TICKETFLOW_API_PORT",
         url=url,
         is_ready=lambda: http_ok(f"{url}/ready"),
+        docs_url=f"{url}/docs",
         # The child reads its settings from the environment: hand it this platform's.
         env={
             "DATABASE_URL": settings.effective_database_url,

@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str | None = None
     log_level: str = "INFO"
 
+    # --- the CDC relay (PostgreSQL -> ClickHouse) -------------------------------------------
+    cdc_slot: str = "ticketflow_cdc"
+    cdc_publication: str = "ticketflow_cdc"
+    cdc_database: str = Field(default="raw", description="ClickHouse database of raw tables")
+    cdc_batch_changes: int = Field(default=50_000, ge=100)
+    cdc_metrics_port: int = 9187
+    # Warn when the slot keeps more WAL than this (the relay is down or too slow).
+    cdc_retained_wal_warn_mb: int = Field(default=1024, ge=1)
+
     @field_validator(
         "database_url",
         "clickhouse_url",

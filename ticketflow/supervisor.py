@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -151,7 +151,16 @@ class Supervisor:
                     f"its log ({path}) ends with:\n{_tail(path)}"
                 )
             time.sleep(0.1)
+        self._print_url(service)
+
+    def _print_url(self, service: Service) -> None:
         print(f"{service.name:<10} {service.url}", file=self.out, flush=True)
+        if service.docs_url:
+            print(f"{service.name + ' docs':<10} {service.docs_url}", file=self.out, flush=True)
+
+    def print_urls(self) -> None:
+        for item in self.running:
+            self._print_url(item.service)
 
     # --- run -----------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
@@ -221,8 +230,18 @@ def run_services(settings: Settings, services: list[Service]) -> Iterator[Superv
         supervisor.out.close()
 
 
-def up(settings: Settings, services: list[Service], out: TextIO = sys.stdout) -> int:
-    """Run the platform in the foreground until SIGTERM/SIGINT; returns the exit code."""
+def up(
+    settings: Settings,
+    services: list[Service],
+    out: TextIO = sys.stdout,
+    *,
+    once_ready: Callable[[Supervisor], None] | None = None,
+) -> int:
+    """Run the platform in the foreground until SIGTERM/SIGINT; returns the exit code.
+
+    `once_ready` runs when every service answers (say, loading demo data); if it raises
+    SupervisorError, everything stops and `up` fails with its message.
+    """
     with supervisor_lock(settings):
         supervisor = Supervisor(settings, services, out)
         previous = {
@@ -232,6 +251,10 @@ def up(settings: Settings, services: list[Service], out: TextIO = sys.stdout) ->
         code = 0
         try:
             supervisor.start_all()
+            if once_ready and supervisor.running and not supervisor.stop_requested:
+                once_ready(supervisor)
+                if not supervisor.stop_requested:
+                    supervisor.print_urls()  # again: what `once_ready` printed pushed them up
             if supervisor.running and not supervisor.stop_requested:
                 print("TicketFlow is up. Press Ctrl-C to stop.", file=out, flush=True)
                 code = supervisor.wait()

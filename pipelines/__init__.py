@@ -1,0 +1,1 @@
+"""Data pipelines: the CDC relay (PostgreSQL -> ClickHouse), processor ingestion, Dagster."""
