@@ -124,11 +124,29 @@ def _api(settings: Settings) -> Service:
     )
 
 
+def _cdc(settings: Settings) -> Service:
+    url = f"http://{LOCALHOST}:{settings.cdc_metrics_port}"
+    return Service(
+        name="cdc",
+        argv=[sys.executable, "-m", "pipelines.cdc", "run"],
+        port=settings.cdc_metrics_port,
+        port_setting="TICKETFLOW_CDC_METRICS_PORT",
+        url=f"{url}/metrics",
+        is_ready=lambda: http_ok(f"{url}/metrics"),
+        env={
+            "DATABASE_URL": settings.effective_database_url,
+            "CLICKHOUSE_URL": settings.effective_clickhouse_url,
+            "TICKETFLOW_DATA_DIR": str(settings.data_path),
+            "TICKETFLOW_CDC_METRICS_PORT": str(settings.cdc_metrics_port),
+        },
+    )
+
+
 def embedded_services(settings: Settings) -> list[Service]:
     """The services to start, in dependency order (stopped in reverse).
 
     Embedded infrastructure only where the settings point nowhere else; the platform's own
-    processes (the API) always.
+    processes (the API, the CDC relay) always.
     """
     services = []
     if settings.embedded_postgres:
@@ -138,6 +156,7 @@ def embedded_services(settings: Settings) -> list[Service]:
     if settings.embedded_payments:
         services.append(_payments(settings))
     services.append(_api(settings))
+    services.append(_cdc(settings))
     return services
 
 
@@ -160,6 +179,7 @@ def isolated_settings(data_dir: Path) -> Settings:
         warehouse_port=free_port(),
         payments_port=free_port(),
         api_port=free_port(),
+        cdc_metrics_port=free_port(),
     )
 
 
