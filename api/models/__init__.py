@@ -31,6 +31,7 @@ from api.models.sales import (
     OrderStatus,
     Ticket,
     TicketStatus,
+    TicketTypeSales,
 )
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "Ticket",
     "TicketStatus",
     "TicketType",
+    "TicketTypeSales",
     "User",
     "Venue",
     "quota_ticket_types",

@@ -91,3 +91,18 @@ class CheckIn(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), unique=True)
     checked_in_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     checked_in_at: Mapped[datetime] = created_at()
+
+
+class TicketTypeSales(Base):
+    """Tickets in paid or partially refunded orders, per ticket type.
+
+    Written only by the `ticket_type_sales_follow_order` trigger (migration 0003), in the
+    transaction that changes an order's status, so it always equals the count over the orders
+    while checkout reads it in O(1).
+    """
+
+    __tablename__ = "ticket_type_sales"
+    __table_args__ = (CheckConstraint("tickets_sold >= 0", name="not_negative"),)
+
+    ticket_type_id: Mapped[int] = mapped_column(ForeignKey("ticket_types.id"), primary_key=True)
+    tickets_sold: Mapped[int] = mapped_column(server_default="0")

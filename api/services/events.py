@@ -19,7 +19,6 @@ from api.models import (
     Event,
     EventStatus,
     Order,
-    OrderItem,
     PromoCode,
     Quota,
     Role,
@@ -195,16 +194,6 @@ def add_ticket_type(
     return ticket_type
 
 
-def _sold(session: Session, ticket_type_id: int, now: datetime) -> int:
-    return int(
-        session.scalar(
-            select(func.coalesce(func.sum(OrderItem.quantity), 0))
-            .join(Order, Order.id == OrderItem.order_id)
-            .where(OrderItem.ticket_type_id == ticket_type_id, inventory.holding(now))
-        )
-    )
-
-
 def update_ticket_type(
     session: Session,
     caller: Caller,
@@ -220,7 +209,7 @@ def update_ticket_type(
         raise NotFound("ticket type not found")
     if "capacity" in changes:
         inventory.lock_capacities(session, [ticket_type_id])
-        taken = _sold(session, ticket_type_id, now)
+        taken = inventory.used(session, [ticket_type_id], now).get(ticket_type_id, 0)
         if changes["capacity"] < taken:
             raise Conflict(
                 "capacity cannot go below the tickets already sold or held",

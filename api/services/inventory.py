@@ -1,10 +1,12 @@
-"""Availability of ticket types, counted from orders under a lock, never from a stored counter.
+"""Availability of ticket types, counted in the database under a lock.
 
 Used capacity = tickets in paid or partially refunded orders + tickets in pending orders whose
-hold has not expired. A ticket type may also draw on shared quotas; an order fits only if it
-fits every capacity it touches. `lock_capacities` serialises writers per capacity with
-transaction-scoped advisory locks taken in a fixed order (no deadlocks), so "count, then
-insert" cannot oversell under any concurrency.
+hold has not expired. The first term is kept per ticket type by a database trigger
+(`ticket_type_sales`, changed in the same transaction as each order's status, so it cannot
+drift); the second is counted live, over the few unexpired holds. A ticket type may also draw
+on shared quotas; an order fits only if it fits every capacity it touches. `lock_capacities`
+serialises writers per capacity with transaction-scoped advisory locks taken in a fixed order
+(no deadlocks), so "count, then insert" cannot oversell under any concurrency.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from api.errors import Busy
-from api.models import HOLDING_STATUSES, Order, OrderItem, OrderStatus, Quota, TicketType
+from api.models import (
+    HOLDING_STATUSES,
+    Order,
+    OrderItem,
+    OrderStatus,
+    Quota,
+    TicketType,
+    TicketTypeSales,
+)
 from api.models import quota_ticket_types as qtt
 
 # Advisory-lock namespaces (the first key of pg_advisory_xact_lock(int, int)).
@@ -51,14 +61,29 @@ def holding(now: datetime):
     )
 
 
-def _used_per_ticket_type(session: Session, ids: Iterable[int], now: datetime) -> dict[int, int]:
-    rows = session.execute(
-        select(OrderItem.ticket_type_id, func.coalesce(func.sum(OrderItem.quantity), 0))
+def used(session: Session, ids: Iterable[int], now: datetime) -> dict[int, int]:
+    """Tickets sold (kept per ticket type by a trigger) plus tickets in unexpired holds."""
+    ids = list(ids)
+    counts: dict[int, int] = dict(
+        session.execute(
+            select(TicketTypeSales.ticket_type_id, TicketTypeSales.tickets_sold).where(
+                TicketTypeSales.ticket_type_id.in_(ids)
+            )
+        ).all()
+    )
+    held = session.execute(
+        select(OrderItem.ticket_type_id, func.sum(OrderItem.quantity))
         .join(Order, Order.id == OrderItem.order_id)
-        .where(OrderItem.ticket_type_id.in_(list(ids)), holding(now))
+        .where(
+            OrderItem.ticket_type_id.in_(ids),
+            Order.status == OrderStatus.PENDING,
+            Order.expires_at > now,
+        )
         .group_by(OrderItem.ticket_type_id)
     ).all()
-    return {ticket_type_id: int(used) for ticket_type_id, used in rows}
+    for ticket_type_id, quantity in held:
+        counts[ticket_type_id] = counts.get(ticket_type_id, 0) + int(quantity)
+    return counts
 
 
 def capacities(session: Session, ticket_type_ids: Iterable[int], now: datetime) -> list[Capacity]:
@@ -82,9 +107,9 @@ def capacities(session: Session, ticket_type_ids: Iterable[int], now: datetime) 
         members[quota_id].add(member)
         quota_totals[quota_id] = total
     all_types = set(ids).union(*members.values()) if members else set(ids)
-    used = _used_per_ticket_type(session, all_types, now)
+    used_now = used(session, all_types, now)
     result = [
-        Capacity(TICKET_TYPE_LOCK, type_id, total, used.get(type_id, 0), frozenset({type_id}))
+        Capacity(TICKET_TYPE_LOCK, type_id, total, used_now.get(type_id, 0), frozenset({type_id}))
         for type_id, total in types
     ]
     result += [
@@ -92,7 +117,7 @@ def capacities(session: Session, ticket_type_ids: Iterable[int], now: datetime) 
             QUOTA_LOCK,
             quota_id,
             quota_totals[quota_id],
-            sum(used.get(member, 0) for member in members[quota_id]),
+            sum(used_now.get(member, 0) for member in members[quota_id]),
             frozenset(members[quota_id]),
         )
         for quota_id in sorted(members)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import func, select
 
 from api.db import unit_of_work
@@ -19,6 +21,7 @@ from api.models import (
     OrderStatus,
     PromoCode,
     Quota,
+    TicketTypeSales,
     quota_ticket_types,
 )
 from api.services import inventory
@@ -144,3 +147,54 @@ def test_a_shared_quota_is_never_oversold_by_its_ticket_types(engine, make_event
             )
         )
     assert paid_or_pending == outcomes.count("sold")
+
+
+def test_the_sold_count_follows_every_status_change_and_paid_items_are_fixed(engine, make_event):
+    """`ticket_type_sales` (kept by a trigger) equals the count over paid orders, whatever
+    path an order takes; the items of a paid order cannot change under it."""
+    event_id, (a, b), buyer = make_event(capacities=[500, 500])
+    rng = random.Random(7)
+    paths = [
+        ["paid"],
+        ["paid", "partially_refunded"],
+        ["paid", "partially_refunded", "refunded"],
+        ["paid", "refunded"],
+        ["expired", "paid"],
+        ["cancelled"],
+        ["expired"],
+        [],
+    ]
+    for _ in range(60):
+        lines = [LineRequest(a, rng.randint(1, 3)), LineRequest(b, rng.randint(0, 2) or 1)]
+        order_id, _, _ = place(engine, buyer, event_id, lines)
+        for status in rng.choice(paths):
+            with unit_of_work(engine) as session:
+                session.get(Order, order_id).status = OrderStatus(status)
+
+    with unit_of_work(engine) as session:
+        counted = dict(
+            session.execute(
+                select(OrderItem.ticket_type_id, func.sum(OrderItem.quantity))
+                .join(Order, Order.id == OrderItem.order_id)
+                .where(Order.status.in_(HOLDING_STATUSES), OrderItem.ticket_type_id.in_([a, b]))
+                .group_by(OrderItem.ticket_type_id)
+            ).all()
+        )
+        kept = dict(
+            session.execute(
+                select(TicketTypeSales.ticket_type_id, TicketTypeSales.tickets_sold).where(
+                    TicketTypeSales.ticket_type_id.in_([a, b])
+                )
+            ).all()
+        )
+        paid_order = session.scalar(
+            select(Order.id).where(Order.status == OrderStatus.PAID, Order.event_id == event_id)
+        )
+    assert kept == {k: int(v) for k, v in counted.items()} and kept[a] > 0
+
+    late_item = OrderItem(order_id=paid_order, ticket_type_id=a, quantity=1, unit_price_minor=1)
+    with (
+        pytest.raises(sqlalchemy.exc.DBAPIError, match="items of a paid order"),
+        unit_of_work(engine) as session,
+    ):
+        session.add(late_item)
