@@ -35,6 +35,7 @@ def test_defaults_are_the_embedded_platform():
         "warehouse",
         "payments",
         "api",
+        "cdc",
     ]
 
 
@@ -47,7 +48,7 @@ def test_conventional_names_and_prefix_both_work(monkeypatch):
     assert settings.effective_clickhouse_url == "https://ch.internal:8443"
     assert settings.payments_port == 9999
     # Parts that point elsewhere are not started; the platform's own processes are.
-    assert [s.name for s in embedded_services(settings)] == ["payments", "api"]
+    assert [s.name for s in embedded_services(settings)] == ["payments", "api", "cdc"]
 
 
 def test_dotenv_file_is_honoured():
