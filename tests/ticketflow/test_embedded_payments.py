@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -425,3 +426,156 @@ def test_idempotency_keys_are_forgotten_after_a_day_or_beyond_the_cap(monkeypatc
         saved["sk_test_x", f"k{n}"] = fake_stripe._Saved(now - age, b"", 200, b"")
     fake_stripe._forget_old_keys(now)
     assert [key for _, key in saved] == ["k2", "k3", "k4"]  # k0 past 24 h, k1 over the cap
+
+
+# --- lists by `created` --------------------------------------------------------------------------
+_LISTS = ("charges", "refunds", "disputes", "payouts", "balance_transactions")
+
+
+def _listed_ids(client: stripe.StripeClient, kind: str, created: dict) -> list[str]:
+    listing = getattr(client.v1, kind).list(params={"created": created, "limit": 100})
+    return [obj.id for obj in listing.auto_paging_iter()]
+
+
+def test_every_list_takes_created_bounds_newest_first(payments):
+    client = _client(payments)
+    paid = _pay(client, 2_100, "pm_card_createDispute")
+    refund = client.v1.refunds.create(params={"payment_intent": _pay(client, 900).id, "amount": 1})
+    _eventually(lambda: client.v1.disputes.list(params={"charge": paid.latest_charge.id}).data)
+    _pay_in(client, 1_000, "dkk")  # a currency of this test's own: a payout surely follows
+    [payout] = [p for p in _run_payouts(payments) if p["currency"] == "dkk"]
+    ours = {
+        "charges": client.v1.charges.retrieve(paid.latest_charge.id),
+        "refunds": refund,
+        "disputes": client.v1.disputes.list(params={"charge": paid.latest_charge.id}).data[0],
+        "payouts": client.v1.payouts.retrieve(payout["id"]),
+        "balance_transactions": client.v1.balance_transactions.retrieve(refund.balance_transaction),
+    }
+    for kind, obj in ours.items():
+        at = obj.created
+        assert obj.id in _listed_ids(client, kind, {"gte": at}), kind
+        assert obj.id in _listed_ids(client, kind, {"lte": at}), kind
+        assert obj.id in _listed_ids(client, kind, {"gte": at, "lte": at}), kind
+        assert obj.id not in _listed_ids(client, kind, {"gt": at}), kind
+        assert obj.id not in _listed_ids(client, kind, {"lt": at}), kind
+        listing = getattr(client.v1, kind).list(params={"limit": 100}).auto_paging_iter()
+        created = [listed.created for listed in listing]
+        assert created == sorted(created, reverse=True), kind  # newest first, as Stripe's
+    with pytest.raises(stripe.InvalidRequestError, match="created"):
+        client.v1.charges.list(params={"created": {"after": 1}})
+
+
+def test_a_charge_starts_with_its_payment_intents_metadata(payments):
+    """Stripe copies the intent's metadata onto the charge when the intent is confirmed."""
+    client = _client(payments)
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": 1_000,
+            "currency": "eur",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "metadata": {"order_id": "4711"},
+        }
+    )
+    assert client.v1.charges.retrieve(intent.latest_charge.id).metadata.order_id == "4711"
+
+
+# --- automatic payouts ---------------------------------------------------------------------------
+def _pay_in(client: stripe.StripeClient, amount: int, currency: str):
+    return client.v1.payment_intents.create(
+        params={
+            "amount": amount,
+            "currency": currency,
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "expand": ["latest_charge.balance_transaction"],
+        }
+    )
+
+
+def _run_payouts(settings) -> list[dict]:
+    response = httpx.post(f"{settings.stripe_api_base}/_config/payouts/run")
+    assert response.status_code == 200
+    return response.json()["data"]
+
+
+def _balance_of(client: stripe.StripeClient, currency: str) -> dict[str, int]:
+    balance = client.v1.balance.retrieve()
+    return {
+        part: sum(f.amount for f in getattr(balance, part) if f.currency == currency)
+        for part in ("available", "pending")
+    }
+
+
+def test_a_payout_sweeps_each_currencys_available_balance(payments, webhook_endpoint):
+    # Currencies no other test uses, so that the sums below are this test's alone.
+    hooks = webhook_endpoint("payout.paid")
+    client = _client(payments)
+    first, second = _pay_in(client, 10_000, "sek"), _pay_in(client, 4_000, "sek")
+    refund = client.v1.refunds.create(params={"payment_intent": first.id, "amount": 1_500})
+    other = _pay_in(client, 3_000, "nok")
+    sek_net = 10_000 - card_fee(10_000) + 4_000 - card_fee(4_000) - 1_500
+    assert _balance_of(client, "sek") == {"available": sek_net, "pending": 0}
+
+    by_currency = {payout["currency"]: payout for payout in _run_payouts(payments)}
+    sek, nok = by_currency["sek"], by_currency["nok"]
+    assert (sek["amount"], nok["amount"]) == (sek_net, 3_000 - card_fee(3_000))
+    assert (sek["status"], sek["automatic"], sek["reconciliation_status"]) == (
+        "paid",
+        True,
+        "completed",
+    )
+    own = client.v1.balance_transactions.retrieve(sek["balance_transaction"])
+    assert (own.type, own.reporting_category, own.source) == ("payout", "payout", sek["id"])
+    assert (own.amount, own.fee, own.net, own.currency) == (-sek_net, 0, -sek_net, "sek")
+
+    settled = client.v1.balance_transactions.list(params={"payout": sek["id"], "limit": 100})
+    refund_txn = refund.balance_transaction
+    charge_txns = [p.latest_charge.balance_transaction.id for p in (first, second)]
+    assert {t.id for t in settled.data} == {own.id, refund_txn, *charge_txns}
+    assert sum(t.net for t in settled.data) == 0  # the payout's own transaction included
+    assert [
+        t.source for t in client.v1.balance_transactions.list(params={"payout": nok["id"]}).data
+    ] == [nok["id"], other.latest_charge.id]  # newest first
+    assert _balance_of(client, "sek") == {"available": 0, "pending": 0}
+
+    again = _run_payouts(payments)
+    assert not [p for p in again if p["currency"] in ("sek", "nok")]  # nothing left to pay
+    _, _, event = hooks.wait_for("payout.paid", id=sek["id"])
+    assert event.data.object.amount == sek_net
+
+
+def test_a_manual_payout_settles_nothing_that_can_be_listed(payments):
+    client = _client(payments)
+    payout = client.v1.payouts.create(params={"amount": 100, "currency": "eur"})
+    assert (payout.automatic, payout.reconciliation_status) == (False, "not_applicable")
+    with pytest.raises(stripe.InvalidRequestError, match="automatic"):
+        client.v1.balance_transactions.list(params={"payout": payout.id})
+
+
+def test_funds_wait_for_their_payout_which_runs_by_itself_and_persists(private_settings):
+    payments = service_named(private_settings, "payments")
+    scheduled = replace(
+        payments, argv=[*payments.argv, "--available-after", "2", "--payout-interval", "0.5"]
+    )
+    with run_services(private_settings, [scheduled]):
+        client = _client(private_settings)
+        txn = _pay_in(client, 5_000, "eur").latest_charge.balance_transaction
+        assert (txn.status, txn.available_on) == ("pending", txn.created + 2)
+        assert _balance_of(client, "eur") == {"available": 0, "pending": txn.net}
+        assert client.v1.payouts.list().data == []  # pending funds are not paid out
+
+        payout = _eventually(lambda: client.v1.payouts.list().data, timeout=6)[0]
+        assert (payout.amount, payout.automatic) == (txn.net, True)
+        assert payout.created >= txn.available_on
+        settled = client.v1.balance_transactions.list(params={"payout": payout.id})
+        assert {t.id: t.status for t in settled.data} == {
+            payout.balance_transaction: "available",
+            txn.id: "available",
+        }
+    with run_services(private_settings, [payments]):
+        client = _client(private_settings)
+        again = client.v1.balance_transactions.list(params={"payout": payout.id})
+        assert {t.id for t in again.data} == {payout.balance_transaction, txn.id}
+        assert _balance_of(client, "eur") == {"available": 0, "pending": 0}
+        assert _run_payouts(private_settings) == []

@@ -6,6 +6,8 @@ import urllib.parse
 import urllib.request
 
 HEALTH_PATH = "/_config/health"  # localstripe lets /_config/* through without an API key
+# Fake-only: make Stripe's automatic payouts now (Stripe itself runs them on a schedule).
+PAYOUTS_RUN_PATH = "/_config/payouts/run"
 
 
 def register_webhook(api_base: str, hook_id: str, *, url: str, secret: str) -> None:

@@ -13,6 +13,7 @@ import signal
 from decimal import Decimal
 from pathlib import Path
 
+from ticketflow.embedded.payments import PAYOUTS_RUN_PATH
 from ticketflow.settings import LOCALHOST
 
 
@@ -37,6 +38,20 @@ def main() -> None:
     parser.add_argument("--host", default=LOCALHOST)
     parser.add_argument("--fee-percent", type=Decimal, default=Decimal("2.9"))
     parser.add_argument("--fee-fixed", type=int, default=30, help="minor units per charge")
+    parser.add_argument(
+        "--available-after",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="how long a charge's funds stay pending (0: available at once; Stripe: 2 days)",
+    )
+    parser.add_argument(
+        "--payout-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"run automatic payouts this often (default: only on POST {PAYOUTS_RUN_PATH})",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -44,7 +59,11 @@ def main() -> None:
 
     args.path.mkdir(parents=True, exist_ok=True)
     app = fake_stripe.install(
-        args.path / "localstripe.pickle", fee_percent=args.fee_percent, fee_fixed=args.fee_fixed
+        args.path / "localstripe.pickle",
+        fee_percent=args.fee_percent,
+        fee_fixed=args.fee_fixed,
+        available_after_s=args.available_after,
+        payout_interval_s=args.payout_interval,
     )
     asyncio.run(serve(app, args.host, args.port))
 

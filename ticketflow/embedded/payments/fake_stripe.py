@@ -11,8 +11,18 @@ module patches it, in the process that serves it, without touching site-packages
   listing objects no longer scan the whole store (stock slows from ~100 to ~1 payment/s by 5,000);
 - fees: Stripe's card pricing (a percentage plus a fixed amount per successful charge) on each
   charge's balance transaction, where stock always says 0;
-- `GET /v1/balance/history`, which fails in stock (here newest first, with `created` and `type`
-  filters), and a health route for the supervisor;
+- lists as Stripe's: charges, refunds, disputes, payouts and balance transactions newest first,
+  with `created` bounds (`gt`, `gte`, `lt`, `lte`) on each (stock takes only `created[gt]` on
+  charges and no `created` at all elsewhere); `GET /v1/balance/history`, which fails in stock,
+  and a health route for the supervisor;
+- automatic payouts (`POST /_config/payouts/run`, and optionally every few seconds): one paid
+  payout per currency sweeps the available balance, with a real `payout` balance transaction;
+  `balance_transactions.list(payout=po_...)` lists what it settled, the payout's own transaction
+  included, as Stripe's does. Funds become available `available_after_s` after their
+  transaction (0 by default: at once; Stripe's standard is two days), and `GET /v1/balance`
+  reports what is available and pending (stock always says 20.00 EUR). Manual payouts
+  (`POST /v1/payouts`) are left as stock makes them: EUR only, no balance transaction behind;
+- a payment intent's metadata copied onto its charge, as Stripe does at confirmation;
 - Stripe's documented test cards: the declines stock lets succeed (`pm_card_visa_chargeDeclined`
   and kin) fail with Stripe's codes, and `pm_card_createDispute` is disputed shortly after it
   succeeds (Dispute objects, `/v1/disputes`, the dispute fee, `charge.dispute.created`);
@@ -50,10 +60,12 @@ from localstripe import resources, server, webhooks
 from localstripe.resources import (
     BalanceTransaction,
     Charge,
+    Customer,
     Event,
     List,
     PaymentIntent,
     PaymentMethod,
+    Payout,
     Refund,
     Store,
     StripeObject,
@@ -61,7 +73,7 @@ from localstripe.resources import (
     store,
 )
 
-from ticketflow.embedded.payments import HEALTH_PATH
+from ticketflow.embedded.payments import HEALTH_PATH, PAYOUTS_RUN_PATH
 
 log = logging.getLogger("ticketflow.payments")
 
@@ -94,6 +106,15 @@ class _State:
     in_flight: set[tuple[str, str]] = field(default_factory=set)
     fee_percent: Decimal = Decimal("2.9")
     fee_fixed: int = 30
+    # Automatic payouts: transactions not yet paid out (by id, in creation order), the
+    # transactions each payout settled (its own last), and the currencies ever held.
+    available_after_s: int = 0
+    payout_interval_s: float | None = None
+    unswept: dict[str, BalanceTransaction] = field(default_factory=dict)
+    settled_by_payout: dict[str, list[BalanceTransaction]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    currencies: set[str] = field(default_factory=set)
 
 
 _state = _State()
@@ -169,18 +190,28 @@ def _index(key: str, obj: StripeObject) -> None:
     kind, sep, _ = key.partition(":")
     if sep:
         _state.by_type[kind][key] = obj
+        if kind == "balance_transaction":
+            # A new one (still being built) or one no payout settled yet.
+            if getattr(obj, "_payout", None) is None:
+                _state.unswept[obj.id] = obj
+            else:
+                _state.settled_by_payout[obj._payout].append(obj)
 
 
 def _rebuild_indexes() -> None:
     _state.by_type.clear()
     _state.refunds_by_charge.clear()
     _state.disputes_by_charge.clear()
+    _state.unswept.clear()
+    _state.settled_by_payout.clear()
+    _state.currencies.clear()
     for key, obj in dict.items(store):
         _index(key, obj)
     for refund in _state.by_type["refund"].values():
         _state.refunds_by_charge[refund.charge].append(refund)
     for dispute in _state.by_type["dispute"].values():
         _state.disputes_by_charge[dispute.charge].append(dispute)
+    _state.currencies.update(payout.currency for payout in _state.by_type["payout"].values())
 
 
 def _store_setitem(self: Store, key: str, value: StripeObject) -> None:
@@ -222,11 +253,6 @@ def _list_all(cls, url, limit=None, starting_after=None, **filters):
     return _list_of(url, items, limit, starting_after)
 
 
-def _newest_first(kind: str) -> list[StripeObject]:
-    """Stripe lists newest first; the index holds creation order, so no sort is needed."""
-    return list(reversed(_state.by_type[kind].values()))
-
-
 _CREATED_OPS = {
     "gt": operator.gt,
     "gte": operator.ge,
@@ -234,33 +260,94 @@ _CREATED_OPS = {
     "lte": operator.le,
     "eq": operator.eq,
 }
+_FLOOR_OFFSETS = {"gte": 0, "eq": 0, "gt": 1}  # the earliest `created` each lower bound admits
 
 
-def _created_filter(created) -> Callable[[StripeObject], bool]:
+def _created_bounds(created) -> list[tuple[str, int]]:
     """Stripe's `created` list parameter: a timestamp, or bounds such as `created[gte]`."""
     if created is None:
-        return lambda obj: True
+        return []
     bounds = created if isinstance(created, dict) else {"eq": created}
-    checks = []
+    parsed = []
     for op, value in bounds.items():
         timestamp = resources.try_convert_to_int(value)
         if op not in _CREATED_OPS or not isinstance(timestamp, int):
             raise UserError(400, f"Invalid created[{op}]: {value}")
-        checks.append((_CREATED_OPS[op], timestamp))
+        parsed.append((op, timestamp))
+    return parsed
+
+
+def _created_filter(created) -> Callable[[StripeObject], bool]:
+    checks = [(_CREATED_OPS[op], timestamp) for op, timestamp in _created_bounds(created)]
     return lambda obj: all(compare(obj.created, bound) for compare, bound in checks)
+
+
+def _newest_first(kind: str, created=None) -> list[StripeObject]:
+    """Stripe's order, within `created` bounds. The index holds creation order, so no sort is
+    needed, and the walk back stops at the first object older than a lower bound: an
+    incremental import costs what it fetches, not the whole history."""
+    bounds = _created_bounds(created)
+    keep = _created_filter(created)
+    floor = max((ts + _FLOOR_OFFSETS[op] for op, ts in bounds if op in _FLOOR_OFFSETS), default=0)
+    items = []
+    for obj in reversed(_state.by_type[kind].values()):
+        if obj.created < floor:
+            break
+        if keep(obj):
+            items.append(obj)
+    return items
 
 
 @classmethod
 def _balance_transaction_list_all(
-    cls, url, created=None, type=None, limit=None, starting_after=None
+    cls,
+    url,
+    created=None,
+    type=None,
+    currency=None,
+    payout=None,
+    limit=None,
+    starting_after=None,
 ):
-    """Newest first, filtered as Stripe's (a ledger import pages by `created`)."""
+    """Newest first, filtered as Stripe's: a ledger import pages by `created`, payout
+    reconciliation lists what a payout settled."""
+    if payout is None:
+        candidates = _newest_first("balance_transaction", created)
+    else:
+        candidates = list(reversed(_settled_by(payout)))
     keep = _created_filter(created)
     items = [
         txn
-        for txn in _newest_first("balance_transaction")
-        if keep(txn) and (type is None or txn.type == type)
+        for txn in candidates
+        if keep(txn) and type in (None, txn.type) and currency in (None, txn.currency)
     ]
+    return _list_of(url, items, limit, starting_after)
+
+
+@classmethod
+def _charge_list_all(
+    cls, url, customer=None, payment_intent=None, created=None, limit=None, starting_after=None
+):
+    """Newest first, by customer, payment intent and `created` (stock: `created[gt]` only)."""
+    if customer is not None:
+        Customer._api_retrieve(customer)  # 404 for an unknown customer
+    if payment_intent is not None:
+        latest = PaymentIntent._api_retrieve(payment_intent).latest_charge
+        candidates = [latest] if latest is not None else []
+    else:
+        candidates = _newest_first("charge", created)
+    keep = _created_filter(created)
+    items = [
+        charge for charge in candidates if keep(charge) and customer in (None, charge.customer)
+    ]
+    return _list_of(url, items, limit, starting_after)
+
+
+@classmethod
+def _payout_list_all(cls, url, created=None, status=None, limit=None, starting_after=None):
+    """Newest first, by `created` and `status`."""
+    payouts = _newest_first("payout", created)
+    items = [payout for payout in payouts if status in (None, payout.status)]
     return _list_of(url, items, limit, starting_after)
 
 
@@ -271,7 +358,6 @@ def _refunds_of(charge_id: str) -> list[Refund]:
 
 
 _stock_refund_init = Refund.__init__
-_stock_refund_list_all = Refund._api_list_all.__func__
 
 
 def _refund_init(self: Refund, charge=None, payment_intent=None, amount=None, **kwargs) -> None:
@@ -311,13 +397,22 @@ def _refundable(charge: Charge, amount):
 
 
 @classmethod
-def _refund_list_all(cls, url, charge=None, payment_intent=None, limit=None, starting_after=None):
-    if charge is None and payment_intent is None:
-        return _stock_refund_list_all(cls, url, limit=limit, starting_after=starting_after)
+def _refund_list_all(
+    cls, url, charge=None, payment_intent=None, created=None, limit=None, starting_after=None
+):
+    """Newest first, by charge or payment intent, and by `created` (stock: no `created`)."""
     if payment_intent is not None:
-        charge = PaymentIntent._api_retrieve(payment_intent).latest_charge.id
-    Charge._api_retrieve(charge)  # 404 for an unknown charge
-    return _list_of(url, _refunds_of(charge), limit, starting_after)
+        latest = PaymentIntent._api_retrieve(payment_intent).latest_charge
+        if latest is None:
+            return _list_of(url, [], limit, starting_after)
+        charge = latest.id
+    if charge is None:
+        candidates = _newest_first("refund", created)
+    else:
+        Charge._api_retrieve(charge)  # 404 for an unknown charge
+        candidates = _refunds_of(charge)
+    keep = _created_filter(created)
+    return _list_of(url, [r for r in candidates if keep(r)], limit, starting_after)
 
 
 def _charge_refunds(self: Charge) -> List:
@@ -509,7 +604,7 @@ class Dispute(StripeObject):
             latest = PaymentIntent._api_retrieve(payment_intent).latest_charge
             charge = latest.id if latest is not None else ""
         if charge is None:
-            candidates = _newest_first("dispute")
+            candidates = _newest_first("dispute", created)
         else:
             candidates = list(reversed(_state.disputes_by_charge.get(charge, ())))
         keep = _created_filter(created)
@@ -552,6 +647,14 @@ def _open_dispute(charge_id: str, reason: str) -> None:
 
 
 _stock_trigger_payment = Charge._trigger_payment
+_stock_initialize_charge = Charge._initialize_charge
+
+
+def _initialize_charge(self: Charge, *args, **kwargs) -> None:
+    """As Stripe, a payment intent's charge starts with the intent's metadata (copied once)."""
+    if self.payment_intent is not None and not self.metadata:
+        self.metadata = dict(PaymentIntent._api_retrieve(self.payment_intent).metadata or {})
+    _stock_initialize_charge(self, *args, **kwargs)
 
 
 def _trigger_payment(self: Charge, on_success=None) -> None:
@@ -595,7 +698,133 @@ def _balance_transaction_init(self: BalanceTransaction, *args, **kwargs) -> None
     if self.type == "charge" and self.amount > 0:
         self.fee = card_fee(self.amount)
         self.fee_details = [_stripe_fee(self.fee, self.currency, "Stripe processing fees")]
+        # Incoming funds wait before a payout may take them; debits (refunds) count at once.
+        self.available_on = self.created + _state.available_after_s
     # A refund's balance transaction keeps fee 0: Stripe does not return the fee on refunds.
+
+
+def _balance_transaction_status(self: BalanceTransaction) -> str:
+    """Stripe's: `pending` until `available_on`, then `available` (stock's fixed value, set in
+    its constructor, is ignored)."""
+    return "available" if self.available_on <= time.time() else "pending"
+
+
+# --- automatic payouts -----------------------------------------------------------------------
+_NOT_AUTOMATIC = (
+    "Balance transaction history can only be filtered on automatic transfers, not manual."
+)
+
+
+def run_payouts() -> list[Payout]:
+    """Stripe's automatic payout, now: per currency, one paid payout of the available balance,
+    settling every transaction that is available and that no payout settled yet. A currency
+    whose available balance is not positive keeps its transactions for a later payout."""
+    now = time.time()
+    due: dict[str, list[BalanceTransaction]] = defaultdict(list)
+    for txn in _state.unswept.values():  # the one scan: what is not paid out yet
+        if txn.available_on <= now:
+            due[txn.currency].append(txn)
+    payouts = []
+    for currency, txns in sorted(due.items()):
+        amount = sum(txn.net for txn in txns)
+        if amount <= 0:
+            continue
+        payout = _automatic_payout(amount, currency)
+        for txn in (*txns, _payout_withdrawal(payout)):
+            txn._payout = payout.id
+            del _state.unswept[txn.id]
+            _state.settled_by_payout[payout.id].append(txn)
+        _state.currencies.add(currency)
+        for event in ("payout.created", "payout.paid", "payout.reconciliation_completed"):
+            webhooks.schedule_webhook(Event(event, payout))
+        payouts.append(payout)
+    return payouts
+
+
+def _automatic_payout(amount: int, currency: str) -> Payout:
+    payout = Payout.__new__(Payout)
+    StripeObject.__init__(payout)  # stock's __init__ makes manual, EUR-only payouts
+    payout.amount = amount
+    payout.arrival_date = payout.created  # paid at once: the fake has no bank in between
+    payout.automatic = True
+    payout.balance_transaction = None
+    payout.currency = currency
+    payout.description = "STRIPE PAYOUT"
+    payout.destination = f"ba_{resources.random_id(24)}"
+    payout.failure_balance_transaction = None
+    payout.failure_code = None
+    payout.failure_message = None
+    payout.metadata = {}
+    payout.method = "standard"
+    payout.original_payout = None
+    payout.reconciliation_status = "completed"
+    payout.reversed_by = None
+    payout.source_type = "card"
+    payout.statement_descriptor = ""
+    payout.status = "paid"
+    payout.type = "bank_account"
+    return payout
+
+
+def _payout_withdrawal(payout: Payout) -> BalanceTransaction:
+    """The payout's own balance transaction: the amount leaves the balance."""
+    txn = BalanceTransaction.__new__(BalanceTransaction)
+    StripeObject.__init__(txn)  # stock's __init__ accepts only charges and refunds
+    txn.amount = -payout.amount
+    txn.available_on = txn.created
+    txn.currency = payout.currency
+    txn.description = "STRIPE PAYOUT"
+    txn.exchange_rate = None
+    txn.fee = 0
+    txn.fee_details = []
+    txn.reporting_category = "payout"
+    txn.source = payout.id
+    txn.type = "payout"
+    payout.balance_transaction = txn.id
+    return txn
+
+
+def _settled_by(payout_id: str) -> list[BalanceTransaction]:
+    payout = Payout._api_retrieve(payout_id)  # 404 for an unknown payout
+    if not payout.automatic:
+        raise UserError(400, _NOT_AUTOMATIC)
+    return _state.settled_by_payout.get(payout_id, [])
+
+
+def _balance() -> dict:
+    """`GET /v1/balance`: per currency, what no payout has settled yet, available or pending."""
+    now = time.time()
+    amounts = {currency: {"available": 0, "pending": 0} for currency in _state.currencies}
+    for txn in _state.unswept.values():
+        part = "available" if txn.available_on <= now else "pending"
+        amounts.setdefault(txn.currency, {"available": 0, "pending": 0})[part] += txn.net
+
+    def funds(part: str) -> list[dict]:
+        return [
+            {"amount": sums[part], "currency": currency, "source_types": {"card": sums[part]}}
+            for currency, sums in sorted(amounts.items())
+        ]
+
+    return {
+        "object": "balance",
+        "available": funds("available"),
+        "pending": funds("pending"),
+        "livemode": False,
+    }
+
+
+async def _pay_out_periodically(_: web.Application) -> AsyncIterator[None]:
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(_state.payout_interval_s)
+            try:
+                run_payouts()
+            except Exception:  # keep the schedule: the next run may succeed
+                log.exception("automatic payout failed")
+
+    task = asyncio.create_task(tick())
+    yield
+    task.cancel()
 
 
 # --- idempotency -----------------------------------------------------------------------------
@@ -676,6 +905,8 @@ async def _extra_routes(request: web.Request, handler):
     if request.method == "POST" and _CONFIRM_PATH.match(request.path):
         # Stock's route holds the original classmethod, bound at import: call ours.
         return await server.api_extra(PaymentIntent._api_confirm, "")(request)
+    if request.method == "GET" and request.path == "/v1/balance":
+        return server.json_response(_balance())  # stock's route holds a fixed 20.00 EUR
     if request.method == "GET" and request.path == HEALTH_PATH:
         return web.json_response({"status": "ok", "objects": len(store)})
     return await handler(request)
@@ -688,18 +919,47 @@ async def _forget_webhook(request: web.Request) -> web.Response:
     return web.Response()
 
 
+async def _run_payouts(_: web.Request) -> web.Response:
+    """`POST /_config/payouts/run` (fake-only, like all of `/_config`): Stripe's automatic
+    payouts, now; answers the payouts made, as a list."""
+    payouts = run_payouts()
+    return server.json_response(
+        {
+            "object": "list",
+            "data": [payout._export() for payout in payouts],
+            "has_more": False,
+            "url": PAYOUTS_RUN_PATH,
+        }
+    )
+
+
 def _add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/disputes", server.api_list_all(Dispute, "/v1/disputes"))
     app.router.add_get("/v1/disputes/{id}", server.api_retrieve(Dispute, "/v1/disputes/{id}"))
     app.router.add_delete("/_config/webhooks/{id}", _forget_webhook)
+    app.router.add_post(PAYOUTS_RUN_PATH, _run_payouts)
 
 
 # --- wiring ----------------------------------------------------------------------------------
-def install(snapshot_path: Path, *, fee_percent: Decimal, fee_fixed: int) -> web.Application:
-    """Patch localstripe, load the snapshot, and return the app to serve."""
+def install(
+    snapshot_path: Path,
+    *,
+    fee_percent: Decimal,
+    fee_fixed: int,
+    available_after_s: int = 0,
+    payout_interval_s: float | None = None,
+) -> web.Application:
+    """Patch localstripe, load the snapshot, and return the app to serve.
+
+    `available_after_s`: how long a charge's funds stay pending before a payout may take them.
+    `payout_interval_s`: run automatic payouts this often (None: only when asked to, through
+    `POST /_config/payouts/run`).
+    """
     _state.snapshot_path = snapshot_path
     _state.fee_percent = fee_percent
     _state.fee_fixed = fee_fixed
+    _state.available_after_s = available_after_s
+    _state.payout_interval_s = payout_interval_s
 
     Store.dump_to_disk = _mark_dirty  # called by stock on every write and after every request
     Store.try_load_from_disk = lambda self: load()
@@ -709,8 +969,14 @@ def install(snapshot_path: Path, *, fee_percent: Decimal, fee_fixed: int) -> web
     StripeObject._api_list_all = _list_all
     BalanceTransaction._api_list_all = _balance_transaction_list_all
     BalanceTransaction.__init__ = _balance_transaction_init
+    BalanceTransaction.status = property(_balance_transaction_status, lambda self, value: None)
+    BalanceTransaction._payout = None  # the payout that settled it (pickled with it)
+    Payout._api_list_all = _payout_list_all
+    Payout.reconciliation_status = "not_applicable"  # manual payouts, as Stripe's
     Refund.__init__ = _refund_init
     Refund._api_list_all = _refund_list_all
+    Charge._api_list_all = _charge_list_all
+    Charge._initialize_charge = _initialize_charge
     Charge.refunds = property(_charge_refunds)
     Charge.amount_refunded = property(_charge_amount_refunded)
     Charge.disputed = False  # a class default, so charges from older snapshots have it too
@@ -729,5 +995,7 @@ def install(snapshot_path: Path, *, fee_percent: Decimal, fee_fixed: int) -> web
     # handler's own errors.
     server.app.middlewares.extend((_idempotency, _extra_routes))
     server.app.cleanup_ctx.append(_snapshot_periodically)
+    if payout_interval_s:
+        server.app.cleanup_ctx.append(_pay_out_periodically)
     load()
     return server.app

@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('stg_app__ledger_entries') }}
 {{ config(
     materialized='incremental',
     unique_key='order_item_id',

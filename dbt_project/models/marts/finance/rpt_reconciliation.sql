@@ -1,0 +1,128 @@
+{#- Every internal payment and refund beside the processor's balance transaction and payout:
+    expected (our records and the contracted card pricing) against actual (the processor).
+    Processor transactions of ours with no internal row are listed as `missing_internally`. -#}
+{#- The contracted card pricing: basis points of the amount (rounded half up) plus a fixed fee. -#}
+{%- set fee_basis_points = var('card_fee_basis_points', 290) -%}
+{%- set fee_fixed = var('card_fee_fixed_minor', 30) -%}
+with transactions as (
+    select * from {{ ref('stg_stripe__balance_transactions') }}
+),
+
+charges as (
+    select * from {{ ref('stg_stripe__charges') }}
+),
+
+payments as (
+    select * from {{ ref('fct_payments') }} where payment_status = 'succeeded'
+),
+
+refunds as (
+    select * from {{ ref('fct_refunds') }} where refund_status = 'succeeded'
+),
+
+payment_rows as (
+    select
+        'payment' as item_type,
+        payments.payment_id as internal_id,
+        payments.order_id as order_id,
+        payments.event_id as event_id,
+        payments.provider_charge_id as processor_object_id,
+        payments.currency as currency,
+        payments.amount_minor as expected_gross_minor,
+        intDiv(payments.amount_minor * {{ fee_basis_points }} + 5000, 10000) + {{ fee_fixed }}
+            as expected_fee_minor,
+        payments.disputed or coalesce(charges.disputed, false) as disputed,
+        payments.succeeded_at as occurred_at
+    from payments
+    left join charges on charges.charge_id = payments.provider_charge_id
+),
+
+refund_rows as (
+    select
+        'refund' as item_type,
+        refunds.refund_id as internal_id,
+        refunds.order_id as order_id,
+        refunds.event_id as event_id,
+        refunds.provider_refund_id as processor_object_id,
+        refunds.currency as currency,
+        -refunds.amount_minor as expected_gross_minor,
+        toInt64(0) as expected_fee_minor,
+        false as disputed,
+        refunds.created_at as occurred_at
+    from refunds
+),
+
+internal as (
+    select * from payment_rows
+    union all
+    select * from refund_rows
+),
+
+matched as (
+    select
+        internal.item_type as item_type,
+        internal.internal_id as internal_id,
+        internal.order_id as order_id,
+        internal.event_id as event_id,
+        internal.processor_object_id as processor_object_id,
+        transactions.balance_transaction_id as balance_transaction_id,
+        transactions.payout_id as payout_id,
+        transactions.reporting_category as reporting_category,
+        internal.currency as currency,
+        internal.expected_gross_minor as expected_gross_minor,
+        transactions.amount_minor as actual_gross_minor,
+        internal.expected_fee_minor as expected_fee_minor,
+        transactions.fee_minor as actual_fee_minor,
+        internal.expected_gross_minor - internal.expected_fee_minor as expected_net_minor,
+        transactions.net_minor as actual_net_minor,
+        internal.disputed as disputed,
+        transactions.balance_transaction_id != '' as found_at_processor,
+        internal.occurred_at as occurred_at
+    from internal
+    left join transactions on transactions.source_id = internal.processor_object_id
+),
+
+ours_at_processor_only as (
+    select
+        if(transactions.transaction_type = 'refund', 'refund', 'payment') as item_type,
+        toInt64(0) as internal_id,
+        toInt64(0) as order_id,
+        toInt64(0) as event_id,
+        transactions.source_id as processor_object_id,
+        transactions.balance_transaction_id as balance_transaction_id,
+        transactions.payout_id as payout_id,
+        transactions.reporting_category as reporting_category,
+        transactions.currency as currency,
+        toInt64(0) as expected_gross_minor,
+        transactions.amount_minor as actual_gross_minor,
+        toInt64(0) as expected_fee_minor,
+        transactions.fee_minor as actual_fee_minor,
+        toInt64(0) as expected_net_minor,
+        transactions.net_minor as actual_net_minor,
+        false as disputed,
+        true as found_at_processor,
+        transactions.created_at as occurred_at
+    from transactions
+    where transactions.transaction_type in ('charge', 'refund')
+      and transactions.source_id not in (
+          select processor_object_id from internal where processor_object_id is not null
+      )
+)
+
+select
+    *,
+    coalesce(actual_net_minor, 0) - expected_net_minor as variance_minor,
+    multiIf(
+        internal_id = 0, 'missing_internally',
+        not found_at_processor, 'missing_at_processor',
+        disputed, 'disputed',
+        actual_gross_minor != expected_gross_minor
+            or actual_fee_minor != expected_fee_minor, 'amount_mismatch',
+        payout_id is null or payout_id = '', 'pending_payout',
+        'matched'
+    ) as status
+from (
+    select * from matched
+    union all
+    select * from ours_at_processor_only
+)

@@ -1,0 +1,1 @@
+"""Dagster: dbt models as assets, the processor ingestion, checks, schedules and a sensor."""
