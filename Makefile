@@ -27,6 +27,7 @@ test: install
 bench: install
 	$(BIN)/python bench/warehouse_http.py
 	$(BIN)/python bench/checkout.py
+	$(BIN)/python bench/cdc.py
 
 # Re-resolve the pinned set after changing pyproject.toml's dependencies.
 lock:

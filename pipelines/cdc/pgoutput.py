@@ -32,6 +32,8 @@ _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
 _I64 = struct.Struct("!q")
 _i16_at, _i32_at, _u32_at = _I16.unpack_from, _I32.unpack_from, _U32.unpack_from
+_begin_at = struct.Struct("!qqI").unpack_from  # final LSN, commit time, xid
+_commit_at = struct.Struct("!qqq").unpack_from  # commit LSN, end LSN, commit time (after flags)
 
 
 @dataclass(frozen=True)
@@ -164,17 +166,14 @@ def decode(data: bytes) -> Message | None:
         return Update(_u32_at(data, 1)[0], _tuple_data(data, pos)[0], old)
     if kind == 0x44:  # 'D'
         return Delete(_u32_at(data, 1)[0], _tuple_data(data, 6)[0])
+    if kind == 0x42:  # 'B'
+        final_lsn, commit_time, xid = _begin_at(data, 1)
+        return Begin(final_lsn, _timestamp(commit_time), xid)
+    if kind == 0x43:  # 'C', then flags (unused)
+        commit_lsn, end_lsn, commit_time = _commit_at(data, 2)
+        return Commit(commit_lsn, end_lsn, _timestamp(commit_time))
     reader = _Reader(data)
     kind = reader.byte()
-    if kind == "B":
-        final_lsn = reader.unpack(_I64)
-        commit_time = _timestamp(reader.unpack(_I64))
-        return Begin(final_lsn, commit_time, reader.unpack(_U32))
-    if kind == "C":
-        reader.unpack(_I8)  # flags, unused
-        commit_lsn = reader.unpack(_I64)
-        end_lsn = reader.unpack(_I64)
-        return Commit(commit_lsn, end_lsn, _timestamp(reader.unpack(_I64)))
     if kind == "R":
         relation_id = reader.unpack(_U32)
         namespace, name = reader.string(), reader.string()

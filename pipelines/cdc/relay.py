@@ -3,11 +3,14 @@
 Delivery is at-least-once and idempotent: a batch is inserted before the slot moves past it,
 so a crash at any point replays at most that batch, and the replayed rows carry the same
 versions (commit LSNs) as the first copies, which `ReplacingMergeTree` (or `FINAL`) folds
-away. Within a batch, the changes to one row collapse to its last state; an UPDATE that left
-a TOASTed column untouched gets that column's value from earlier in the batch or from
-ClickHouse (the row's newest live version below the update's own, so a replayed batch reads
-what the first attempt read), never NULL. An UPDATE that changed the key reads the value
-under the old key.
+away. Within a batch, the changes to one row collapse to its last state.
+
+An UPDATE that left a TOASTed column untouched (pgoutput leaves the value out) gets it from
+earlier in the batch or from ClickHouse, never NULL. Which stored versions hold it: the row's
+versions from where the batch begins, and, when its key changed, the old key's versions from
+before the change. A replayed batch finds its own first attempt among them (background merges
+may have kept only that one), which holds the same value as long as the batch carries no change
+to it; its versions after the batch's end (or the old key's after the move) may not.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from pipelines.cdc.warehouse import RawTables
 
 log = logging.getLogger(__name__)
 Key = tuple[str, ...]
-Lookup = tuple[Key, int]  # read this key's newest live version below this version
+# A key, and the versions [from, to) of it that hold a row's unchanged TOASTed values (to:
+# None, the end of the batch). A row looks in one window per key it had within the batch.
+Window = tuple[Key, int, int | None]
 
 
 @dataclass
@@ -39,7 +44,7 @@ class Batch:
 
     rows: dict[int, dict[Key, list]] = field(default_factory=dict)  # relation -> key -> row
     # relation -> key -> where ClickHouse holds the unchanged TOASTed values of its row
-    lookups: dict[int, dict[Key, Lookup]] = field(default_factory=dict)
+    lookups: dict[int, dict[Key, tuple[Window, ...]]] = field(default_factory=dict)
     specs: dict[int, TableSpec] = field(default_factory=dict)
     changes: int = 0
     written: int = 0  # rows already written mid-batch (a table's columns changed)
@@ -73,6 +78,7 @@ class Relay:
         self.specs: dict[int, TableSpec] = {}
         self._conn: psycopg.Connection | None = None
         self._advanced_to = 0
+        self._insert_seen = 0  # WAL's insert position before the last peek
 
     # --- set-up ----------------------------------------------------------------------------
     @property
@@ -145,9 +151,7 @@ class Relay:
         previous = batch.specs.get(message.id)
         if previous is not None and previous != spec:
             if batch.rows.get(message.id):  # earlier transactions' rows: under the old columns
-                batch.written += self._write_table(
-                    previous, batch.rows.pop(message.id), batch.lookups.pop(message.id, {})
-                )
+                batch.written += self._write_table(batch, message.id, previous)
             # The open transaction changed the table before an ALTER TABLE: its staged rows
             # take the new columns, as PostgreSQL's rows do.
             for i, (relation_id, key, fields, deleted, moved_from) in enumerate(txn):
@@ -191,29 +195,26 @@ class Relay:
         for (data,) in self._peek():
             batch.changes += 1
             message = pgoutput.decode(data)
-            if isinstance(message, pgoutput.Insert):
+            kind = type(message)
+            if kind is pgoutput.Insert:
                 self._stage(txn, message.relation_id, message.new, False)
-            elif isinstance(message, pgoutput.Update):
+            elif kind is pgoutput.Update:
                 self._stage(txn, message.relation_id, message.new, False, message.old)
-            elif isinstance(message, pgoutput.Delete):
+            elif kind is pgoutput.Delete:
                 self._stage(txn, message.relation_id, message.old, True)
             elif isinstance(message, pgoutput.Relation):
                 self._relation(batch, message, txn)
             elif isinstance(message, pgoutput.Truncate):
                 truncated.extend(message.relation_ids)
                 txn = [change for change in txn if change[0] not in message.relation_ids]
-            elif isinstance(message, pgoutput.Commit):
+            elif kind is pgoutput.Commit:
                 self._commit(batch, txn, truncated, message)
                 txn, truncated = [], []
         return batch
 
     def _commit(self, batch: Batch, txn: list, truncated: list[int], commit) -> None:
         for relation_id in truncated:
-            batch.written += self._write_table(
-                batch.specs[relation_id],
-                batch.rows.pop(relation_id, {}),
-                batch.lookups.pop(relation_id, {}),
-            )
+            batch.written += self._write_table(batch, relation_id, batch.specs[relation_id])
             self.raw.delete_all(batch.specs[relation_id], commit.commit_lsn)
         self._apply(batch, txn, commit.commit_lsn)
         batch.last_commit = commit
@@ -227,44 +228,55 @@ class Relay:
             if UNCHANGED_TOAST in fields:
                 source = key if moved_from is None else moved_from[0]
                 earlier = rows.get(source)
+                windows: tuple[Window, ...] = ((source, 0, None),)  # first change in the batch
                 if earlier is not None and earlier[-1] == "0":  # live earlier in the batch
                     fields = _fill_unchanged(fields, earlier)
-                    if UNCHANGED_TOAST in fields:  # it, too, waits for ClickHouse's values
-                        lookups[key] = lookups[source]
-                else:
-                    lookups[key] = (source, version)
+                    windows = lookups.get(source, ())  # if it, too, waits for ClickHouse's
+                if UNCHANGED_TOAST in fields:
+                    if moved_from is not None:  # the old key's later versions are not this row
+                        *before, (old_key, start, _) = windows
+                        windows = (*before, (old_key, start, version), (key, version, None))
+                    lookups[key] = windows
             if moved_from is not None:
                 old_key, old_fields = moved_from
                 rows[old_key] = [*old_fields, text, "1"]
-            rows[key] = [*fields, text, "1" if deleted else "0"]
+            fields += (text, "1" if deleted else "0")  # the staged list is used once
+            rows[key] = fields
 
     # --- writing ---------------------------------------------------------------------------
-    def _write_table(
-        self, spec: TableSpec, rows: dict[Key, list], lookups: dict[Key, Lookup]
-    ) -> int:
+    def _write_table(self, batch: Batch, relation_id: int, spec: TableSpec) -> int:
+        """Write (and take out of the batch) one table's rows, as `spec` describes them."""
+        rows = batch.rows.pop(relation_id, {})
+        lookups = batch.lookups.pop(relation_id, {})
         missing = {key: lookups[key] for key, row in rows.items() if UNCHANGED_TOAST in row}
         if missing:
-            stored = self.raw.live_rows_before(spec, set(missing.values()))
-            for key, lookup in missing.items():
-                old = stored.get(lookup)
+            end = batch.last_commit.commit_lsn + 1  # rows so far come from commits up to it
+            keys = {key for windows in missing.values() for key, _, _ in windows}
+            stored = self.raw.live_versions(spec, keys)
+            for key, windows in missing.items():
+                old = _newest_in(windows, stored, end)
                 if old is None:
                     raise RuntimeError(
                         f"table {spec.name}: an update left a TOASTed value unchanged for key "
-                        f"{key}, but no earlier copy of the row (key {lookup[0]}) exists in "
-                        "ClickHouse"
+                        f"{key}, but ClickHouse holds no version of the row to take it from "
+                        f"(looked in {windows})"
                     )
                 rows[key] = _fill_unchanged(rows[key], old)
         self.raw.insert(spec, list(rows.values()))
         return len(rows)
 
     def _quiet_point(self) -> int | None:
-        """WAL's insert position, when it is flushed: every record that starts before it ends
-        before it, so a peek that then finds nothing has seen every commit up to it."""
+        """A flushed WAL insert position, read before a peek: every record that starts before
+        it ends before it, so a peek that then finds nothing has seen every commit up to it.
+        Now's, or (while other writes keep WAL ahead of its flush) the previous batch's."""
         insert, flush = self.conn.execute(
             "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn, "
             "pg_current_wal_flush_lsn() - '0/0'::pg_lsn"
         ).fetchone()
-        return int(insert) if flush >= insert else None
+        previous, self._insert_seen = self._insert_seen, int(insert)
+        if flush >= insert:
+            return int(insert)
+        return previous if flush >= previous else None
 
     def _advance(self, lsn: int) -> None:
         self.conn.execute(
@@ -277,10 +289,8 @@ class Relay:
         quiet_point = self._quiet_point()
         batch = self.read_batch()
         written = batch.written
-        for relation_id, rows in batch.rows.items():
-            written += self._write_table(
-                batch.specs[relation_id], rows, batch.lookups.get(relation_id, {})
-            )
+        for relation_id in list(batch.rows):
+            written += self._write_table(batch, relation_id, batch.specs[relation_id])
         end_lsn = None
         commit_time = None
         if batch.last_commit is not None:
@@ -359,6 +369,19 @@ def _reshaped(fields: list, old: TableSpec, new: TableSpec) -> list:
         else:
             reshaped.append(TSV_NULL if column.missing_value is None else column.missing_value)
     return reshaped
+
+
+def _newest_in(
+    windows: tuple[Window, ...], stored: dict[Key, list[tuple[int, list]]], end: int
+) -> list | None:
+    """The newest stored version inside the windows (any of them holds the values sought)."""
+    newest = None
+    for key, start, stop in windows:
+        stop = end if stop is None else stop
+        for version, fields in stored.get(key, ()):
+            if start <= version < stop and (newest is None or version > newest[0]):
+                newest = (version, fields)
+    return None if newest is None else newest[1]
 
 
 def _fill_unchanged(fields: list, source: list) -> list:

@@ -64,42 +64,28 @@ class RawTables:
             fmt="TabSeparated",
         )
 
-    def live_rows_before(
-        self, spec: TableSpec, wanted: Iterable[tuple[tuple[str, ...], int]]
-    ) -> dict[tuple[tuple[str, ...], int], list[str]]:
-        """For each (key, version): the key's newest stored row that is not a deletion and
-        is older than `version`, as TSV fields in spec order (keys are TSV fields too).
-
-        Not FINAL's latest row: after a crash, a replayed batch finds its own first attempt
-        (and a moved key's tombstone) in the table, and must read what was there before."""
-        wanted = set(wanted)
-        if not wanted:
+    def live_versions(
+        self, spec: TableSpec, keys: Iterable[tuple[str, ...]]
+    ) -> dict[tuple[str, ...], list[tuple[int, list[str]]]]:
+        """Every stored version of each key (TSV fields) that is not a deletion, as
+        (version, TSV fields in spec order). Not FINAL: the relay picks the version it needs."""
+        keys = set(keys)
+        if not keys:
             return {}
         key_names = [spec.columns[i].name for i in spec.key_positions]
-        keys = ", ".join(
-            "(" + ", ".join(_literal(value) for value in key) + ")"
-            for key in {k for k, _ in wanted}
-        )
+        wanted = ", ".join("(" + ", ".join(_literal(value) for value in key) + ")" for key in keys)
         key_expr = "(" + ", ".join(f"toString({quote(k)})" for k in key_names) + ")"
         columns = ", ".join(quote(c) for c in spec.column_names)
         text = self.client.raw_query(
             f"SELECT {columns}, _peerdb_version FROM {self.target(spec)} "
-            f"WHERE {key_expr} IN ({keys}) AND _peerdb_is_deleted = 0 "
-            f"AND _peerdb_version < {max(version for _, version in wanted)} "
-            "FORMAT TabSeparated"
+            f"WHERE {key_expr} IN ({wanted}) AND _peerdb_is_deleted = 0 FORMAT TabSeparated"
         ).decode()
         versions: dict[tuple[str, ...], list[tuple[int, list[str]]]] = {}
         for line in text.splitlines():
             fields = line.split("\t")
             version = int(fields.pop())
-            key = tuple(fields[i] for i in spec.key_positions)
-            versions.setdefault(key, []).append((version, fields))
-        rows = {}
-        for key, before in wanted:
-            older = [found for found in versions.get(key, ()) if found[0] < before]
-            if older:
-                rows[(key, before)] = max(older, key=lambda found: found[0])[1]
-        return rows
+            versions.setdefault(spec.key_of(fields), []).append((version, fields))
+        return versions
 
     def delete_all(self, spec: TableSpec, version: int) -> None:
         """A TRUNCATE: a tombstone, at `version`, for every live row."""
