@@ -30,6 +30,9 @@ _KINDS = {
     "charge.dispute.created": WebhookKind.DISPUTE_OPENED,
 }
 _EXPAND = ["latest_charge.balance_transaction"]
+# Names our payments among everything on the account: a payment without it (another app's,
+# one made in Stripe's dashboard) is never taken for one of our orders.
+ORDER_METADATA_KEY = "ticketflow_order_id"
 
 
 def _field(obj: dict | str | None, name: str):
@@ -38,7 +41,7 @@ def _field(obj: dict | str | None, name: str):
 
 
 def _order_id(intent) -> int | None:
-    value = (_field(intent, "metadata") or {}).get("order_id")
+    value = (_field(intent, "metadata") or {}).get(ORDER_METADATA_KEY)
     return int(value) if value and str(value).isdigit() else None
 
 
@@ -113,7 +116,7 @@ class StripeProvider:
         params = {
             "amount": amount_minor,
             "currency": currency.lower(),
-            "metadata": {"order_id": str(order_id)},
+            "metadata": {ORDER_METADATA_KEY: str(order_id)},
             "expand": _EXPAND,
         }
         if payment_method:

@@ -62,6 +62,9 @@ def handle(
     event = provider.parse_webhook(payload, headers)
     if event.kind == WebhookKind.IGNORED:
         return "ignored"
+    payment_kinds = (WebhookKind.PAYMENT_SUCCEEDED, WebhookKind.PAYMENT_FAILED)
+    if event.kind in payment_kinds and event.payment.order_id is None:
+        return "ignored"  # not made by us (another app on the account, Stripe's dashboard)
     if event.kind == WebhookKind.PAYMENT_SUCCEEDED and event.payment.fee_minor is None:
         with unit_of_work(engine) as session:
             known = _already_succeeded(session, event.payment.id)

@@ -31,6 +31,10 @@ FEE_DETAILS = (
 )
 
 
+# The key the API puts its order id under (api/payments/stripe_provider.py).
+ORDER_METADATA_KEY = "ticketflow_order_id"
+
+
 def _field(name: str) -> Callable[[Mapping], object]:
     return lambda obj: obj.get(name)
 
@@ -71,7 +75,7 @@ def _fee_details(obj: Mapping) -> list[tuple]:
 def _order_id(obj: Mapping) -> str | None:
     """TicketFlow's order, which the API puts in the payment intent's metadata (Stripe copies
     it onto the charge)."""
-    return (obj.get("metadata") or {}).get("order_id")
+    return (obj.get("metadata") or {}).get(ORDER_METADATA_KEY)
 
 
 def _embedded_ids(name: str) -> Callable[[Mapping], list[str]]:

@@ -426,7 +426,7 @@ def payment_succeeded(event_id: str, payment: Payment, fee_minor: int = 159) -> 
         "amount": payment.amount_minor,
         "currency": payment.currency.lower(),
         "status": "succeeded",
-        "metadata": {"order_id": str(payment.order_id)},
+        "metadata": {"ticketflow_order_id": str(payment.order_id)},
         "latest_charge": {
             "id": f"ch_{uuid.uuid4().hex[:24]}",
             "object": "charge",

@@ -186,7 +186,7 @@ def test_a_late_failure_event_does_not_undo_a_success(live_api):
         "amount": 3_000,
         "currency": "eur",
         "status": "requires_payment_method",
-        "metadata": {"order_id": str(order["id"])},
+        "metadata": {"ticketflow_order_id": str(order["id"])},
         "last_payment_error": {"code": "card_declined"},
     }
     event = {
@@ -286,7 +286,7 @@ def test_refunds_racing_webhooks_of_the_same_payments_neither_fail_nor_double(li
             "amount": 3_000,
             "currency": "eur",
             "status": "succeeded",
-            "metadata": {"order_id": str(order_id)},
+            "metadata": {"ticketflow_order_id": str(order_id)},
             "latest_charge": None,
         }
         event = {
@@ -318,3 +318,34 @@ def test_refunds_racing_webhooks_of_the_same_payments_neither_fail_nor_double(li
                 select(LedgerEntry.kind).where(LedgerEntry.order_id == order_id)
             ).all()
             assert sorted(k.value for k in kinds) == ["fee", "refund", "sale"]
+
+
+def test_another_apps_payment_on_the_same_account_is_left_alone(live_api):
+    """A payment whose metadata does not carry our key is not ours, whatever ids it names."""
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 10)})
+    _, buyer = live_api.user(name="buyer")
+    order = buyer.post("/orders", json=_order_body(event_id, tiers["GA"])).json()
+    buyer.post(f"/orders/{order['id']}/payments", json={"payment_method": "pm_card_visa"})
+    foreign = {
+        "id": "pi_another_app",
+        "object": "payment_intent",
+        "amount": 3_000,
+        "currency": "eur",
+        "status": "succeeded",
+        "metadata": {"order_id": str(order["id"])},  # their order id, not ours
+        "latest_charge": None,
+    }
+    event = {
+        "id": "evt_another_app",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "data": {"object": foreign},
+    }
+    payload, headers = _signed(live_api, event)
+    with live_api.client() as client:
+        answer = client.post("/webhooks/stripe", content=payload, headers=headers)
+    assert answer.status_code == 200
+    assert _count(live_api, Payment, Payment.provider_payment_id == "pi_another_app") == 0
+    assert _count(live_api, Refund, Refund.order_id == order["id"]) == 0
+    assert buyer.get(f"/orders/{order['id']}").json()["status"] == "paid"

@@ -25,13 +25,17 @@ KINDS = ("balance_transactions", "charges", "refunds", "disputes", "payouts")
 def _pay(
     client: stripe.StripeClient, amount: int, currency: str, order_id: int, card="pm_card_visa"
 ):
+    """A payment whose metadata names no TicketFlow order: the session's processor may still
+    send its webhooks to a live API (tests/api), which would claim a payment naming one of its
+    orders and refund it in full if that order can no longer be paid (a lapsed hold), moving
+    this test's balances between its payouts. The API takes only digits as an order id."""
     return client.v1.payment_intents.create(
         params={
             "amount": amount,
             "currency": currency,
             "payment_method": card,
             "confirm": True,
-            "metadata": {"order_id": str(order_id)},
+            "metadata": {"ticketflow_order_id": f"ingest-{order_id}"},
         }
     )
 
@@ -102,7 +106,7 @@ _COLUMNS: dict[str, Callable[[dict], dict]] = {
         "balance_transaction": o["balance_transaction"],
         "disputed": o["disputed"],
         "created": o["created"],
-        "metadata_order_id": o["metadata"].get("order_id"),
+        "metadata_order_id": o["metadata"].get("ticketflow_order_id"),
     },
     "refunds": lambda o: {
         "charge": o["charge"],
@@ -217,7 +221,7 @@ def test_ingest_mirrors_stripe_then_adds_only_what_is_new(
         assert (txn["type"], txn["reporting_category"]) == ("charge", "charge")
         assert (txn["fee"], txn["net"]) == (card_fee(intent.amount), intent.amount - txn["fee"])
         assert txn["payout"] == first_payouts[intent.currency]["id"]
-        assert charge["metadata_order_id"] == intent.metadata["order_id"]
+        assert charge["metadata_order_id"] == intent.metadata["ticketflow_order_id"]
     assert charges[eur[0].latest_charge.id]["amount_refunded"] == 5_000
     for refund in refunds:
         row = _rows(ch, database, "refunds")[refund.id]
