@@ -3,9 +3,6 @@ nothing in the database (every command is one transaction, so a refusal writes n
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,8 +25,8 @@ from api.models import (
     Role,
     Ticket,
 )
-from tests.api.conftest import WEBHOOK_SECRET
 from tests.api.organizing import iso, publish_event
+from tests.api.webhooks import post_webhook, stripe_signature, webhook_event
 
 UNKNOWN = 987_654_321_012  # an id no row has
 MAX_PER_ORDER = 4
@@ -410,14 +407,6 @@ def test_paying_after_the_hold_expired_is_refused(shop, live_api):
 # --- webhooks: signed with the endpoint's secret, recent, applied once ----------------------------
 
 
-def stripe_signature(payload: bytes, *, secret: str = WEBHOOK_SECRET, at: int | None = None) -> str:
-    """`Stripe-Signature` as Stripe computes it: HMAC-SHA256 of "<t>.<payload>"."""
-    timestamp = int(time.time()) if at is None else at
-    signed = f"{timestamp}.".encode() + payload
-    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
 def payment_succeeded(event_id: str, payment: Payment, fee_minor: int = 159) -> bytes:
     """A `payment_intent.succeeded` event for `payment`, its charge and fee expanded."""
     intent = {
@@ -437,23 +426,7 @@ def payment_succeeded(event_id: str, payment: Payment, fee_minor: int = 159) -> 
             },
         },
     }
-    event = {
-        "id": event_id,
-        "object": "event",
-        "type": "payment_intent.succeeded",
-        "created": int(time.time()),
-        "livemode": False,
-        "data": {"object": intent},
-    }
-    return json.dumps(event).encode()
-
-
-def post_webhook(live_api, payload: bytes, signature: str | None) -> httpx.Response:
-    headers = {"Content-Type": "application/json"}
-    if signature is not None:
-        headers["Stripe-Signature"] = signature
-    with live_api.client() as processor:
-        return processor.post("/webhooks/stripe", content=payload, headers=headers)
+    return webhook_event(event_id, "payment_intent.succeeded", intent)
 
 
 @pytest.fixture

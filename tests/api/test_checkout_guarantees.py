@@ -3,9 +3,7 @@ webhooks that arrive late, twice or out of order."""
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 
 import stripe
 from sqlalchemy import func, select
@@ -14,6 +12,7 @@ from api.db import unit_of_work
 from api.models import LedgerEntry, Order, Payment, Refund
 from tests.api.live import wait_for
 from tests.api.organizing import publish_event
+from tests.api.webhooks import post_webhook, stripe_signature, webhook_event
 
 
 def _count(api, model, *where) -> int:
@@ -163,15 +162,6 @@ def test_money_that_arrives_after_the_hold_lapsed_and_the_seat_sold_is_given_bac
     assert sorted(k.value for k in kinds) == ["fee", "refund", "sale"]
 
 
-def _signed(api, event: dict) -> tuple[bytes, dict]:
-    payload = json.dumps(event).encode()
-    timestamp = int(time.time())
-    signature = stripe.WebhookSignature._compute_signature(
-        f"{timestamp}.{payload.decode()}", api.provider._webhook_secret
-    )
-    return payload, {"Stripe-Signature": f"t={timestamp},v1={signature}"}
-
-
 def test_a_late_failure_event_does_not_undo_a_success(live_api):
     _, organizer = live_api.user(name="organizer")
     event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 50)})
@@ -189,15 +179,8 @@ def test_a_late_failure_event_does_not_undo_a_success(live_api):
         "metadata": {"ticketflow_order_id": str(order["id"])},
         "last_payment_error": {"code": "card_declined"},
     }
-    event = {
-        "id": "evt_late_failure",
-        "object": "event",
-        "type": "payment_intent.payment_failed",
-        "data": {"object": intent},
-    }
-    payload, headers = _signed(live_api, event)
-    with live_api.client() as client:
-        answer = client.post("/webhooks/stripe", content=payload, headers=headers)
+    payload = webhook_event("evt_late_failure", "payment_intent.payment_failed", intent)
+    answer = post_webhook(live_api, payload, stripe_signature(payload))
     assert answer.status_code == 200 and answer.json()["outcome"] == "processed"
     assert buyer.get(f"/orders/{order['id']}").json()["status"] == "paid"
     with unit_of_work(live_api.engine) as session:
@@ -289,17 +272,8 @@ def test_refunds_racing_webhooks_of_the_same_payments_neither_fail_nor_double(li
             "metadata": {"ticketflow_order_id": str(order_id)},
             "latest_charge": None,
         }
-        event = {
-            "id": f"evt_race_{intent_id}_{n}",
-            "object": "event",
-            "type": "payment_intent.succeeded",
-            "data": {"object": intent},
-        }
-        payload, headers = _signed(live_api, event)
-        with live_api.client() as client:
-            statuses.append(
-                client.post("/webhooks/stripe", content=payload, headers=headers).status_code
-            )
+        payload = webhook_event(f"evt_race_{intent_id}_{n}", "payment_intent.succeeded", intent)
+        statuses.append(post_webhook(live_api, payload, stripe_signature(payload)).status_code)
 
     threads = []
     for order_id, intent_id in paid:
@@ -336,15 +310,8 @@ def test_another_apps_payment_on_the_same_account_is_left_alone(live_api):
         "metadata": {"order_id": str(order["id"])},  # their order id, not ours
         "latest_charge": None,
     }
-    event = {
-        "id": "evt_another_app",
-        "object": "event",
-        "type": "payment_intent.succeeded",
-        "data": {"object": foreign},
-    }
-    payload, headers = _signed(live_api, event)
-    with live_api.client() as client:
-        answer = client.post("/webhooks/stripe", content=payload, headers=headers)
+    payload = webhook_event("evt_another_app", "payment_intent.succeeded", foreign)
+    answer = post_webhook(live_api, payload, stripe_signature(payload))
     assert answer.status_code == 200
     assert _count(live_api, Payment, Payment.provider_payment_id == "pi_another_app") == 0
     assert _count(live_api, Refund, Refund.order_id == order["id"]) == 0
