@@ -39,7 +39,7 @@ class ProviderRefund:
     payment_id: str
     amount_minor: int
     currency: str
-    succeeded: bool
+    status: ProviderStatus  # PENDING: the processor has not finished it yet
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,10 @@ class WebhookEvent:
     payment: ProviderPayment | None = None
     refunds: tuple[ProviderRefund, ...] = ()
     dispute: ProviderDispute | None = None
+
+
+class ProcessorRefused(Exception):
+    """The processor answered and said no: nothing happened there, so it is final."""
 
 
 class PaymentProvider(Protocol):

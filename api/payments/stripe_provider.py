@@ -14,6 +14,7 @@ import stripe
 
 from api.errors import InvalidInput, InvalidSignature, PaymentProviderError
 from api.payments.provider import (
+    ProcessorRefused,
     ProviderDispute,
     ProviderPayment,
     ProviderRefund,
@@ -30,6 +31,11 @@ _KINDS = {
     "charge.dispute.created": WebhookKind.DISPUTE_OPENED,
 }
 _EXPAND = ["latest_charge.balance_transaction"]
+_REFUND_STATUS = {
+    "succeeded": ProviderStatus.SUCCEEDED,
+    "failed": ProviderStatus.FAILED,
+    "canceled": ProviderStatus.FAILED,
+}
 # Names our payments among everything on the account: a payment without it (another app's,
 # one made in Stripe's dashboard) is never taken for one of our orders.
 ORDER_METADATA_KEY = "ticketflow_order_id"
@@ -79,7 +85,7 @@ def _refund(refund) -> ProviderRefund:
         payment_id=_field(refund, "payment_intent"),
         amount_minor=int(_field(refund, "amount")),
         currency=str(_field(refund, "currency")).upper(),
-        succeeded=_field(refund, "status") == "succeeded",
+        status=_REFUND_STATUS.get(_field(refund, "status"), ProviderStatus.PENDING),
     )
 
 
@@ -159,8 +165,10 @@ class StripeProvider:
                 params={"payment_intent": payment_id, "amount": amount_minor},
                 options={"idempotency_key": idempotency_key},
             )
-        except stripe.StripeError as exc:
-            raise PaymentProviderError(f"Stripe refused the refund: {exc.user_message}") from exc
+        except (stripe.InvalidRequestError, stripe.CardError) as exc:
+            raise ProcessorRefused(f"Stripe refused the refund: {exc.user_message}") from exc
+        except stripe.StripeError as exc:  # unreachable or unclear: it may have happened
+            raise PaymentProviderError(f"Stripe did not confirm the refund: {exc}") from exc
         return _refund(refund.to_dict())
 
     def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> WebhookEvent:

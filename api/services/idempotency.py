@@ -52,6 +52,8 @@ def claim(
     if inserted is not None:
         return None
     row = session.get(IdempotencyKey, (caller, key), with_for_update=True)
+    if row is None:  # released by the first request, which failed, a moment ago
+        raise RequestInProgress("a request with this Idempotency-Key just ended; retry", key=key)
     if row.request_fingerprint != fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was used for a different request", key=key)
     if row.response_status is not None:

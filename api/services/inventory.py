@@ -53,12 +53,14 @@ class Capacity:
         return max(self.total - self.used, 0)
 
 
+def live_hold(now: datetime):
+    """Pending orders whose hold has not lapsed at `now`."""
+    return and_(Order.status == OrderStatus.PENDING, Order.expires_at > now)
+
+
 def holding(now: datetime):
     """Orders whose tickets take capacity at `now`."""
-    return or_(
-        Order.status.in_(HOLDING_STATUSES),
-        and_(Order.status == OrderStatus.PENDING, Order.expires_at > now),
-    )
+    return or_(Order.status.in_(HOLDING_STATUSES), live_hold(now))
 
 
 def used(session: Session, ids: Iterable[int], now: datetime) -> dict[int, int]:
@@ -74,11 +76,7 @@ def used(session: Session, ids: Iterable[int], now: datetime) -> dict[int, int]:
     held = session.execute(
         select(OrderItem.ticket_type_id, func.sum(OrderItem.quantity))
         .join(Order, Order.id == OrderItem.order_id)
-        .where(
-            OrderItem.ticket_type_id.in_(ids),
-            Order.status == OrderStatus.PENDING,
-            Order.expires_at > now,
-        )
+        .where(OrderItem.ticket_type_id.in_(ids), live_hold(now))
         .group_by(OrderItem.ticket_type_id)
     ).all()
     for ticket_type_id, quantity in held:

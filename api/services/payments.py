@@ -132,10 +132,12 @@ def record(session: Session, provider_name: str, result: ProviderPayment, *, now
         session.add(payment)
         session.flush()
     refund_owed = False
-    if payment.status == PaymentStatus.PENDING:
+    # A decline is not final at the processor (the buyer may confirm the same payment with
+    # another card), so a failed payment may still succeed; a success is final.
+    if payment.status in (PaymentStatus.PENDING, PaymentStatus.FAILED):
         if result.status == ProviderStatus.SUCCEEDED:
             refund_owed = not _confirm(session, order, payment, result, now)
-        elif result.status == ProviderStatus.FAILED:
+        elif result.status == ProviderStatus.FAILED and payment.status == PaymentStatus.PENDING:
             payment.status = PaymentStatus.FAILED
             payment.failure_code = result.failure_code or "declined"
     session.flush()

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from api.db import unit_of_work
 from api.errors import InvalidInput, NotFound, OrderNotPayable, PaymentProviderError, RefundTooLarge
 from api.models import (
+    HOLDING_STATUSES,
     Event,
     LedgerKind,
-    Order,
     OrderStatus,
     Payment,
     PaymentStatus,
@@ -25,12 +25,17 @@ from api.models import (
     RefundStatus,
     Role,
 )
-from api.payments.provider import PaymentProvider, ProviderRefund
+from api.payments.provider import (
+    PaymentProvider,
+    ProcessorRefused,
+    ProviderRefund,
+    ProviderStatus,
+)
 from api.services import ledger, tickets
 from api.services.access import Caller
 from api.services.locking import lock_order, locked
 
-REFUNDABLE_STATUSES = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED)
+REFUNDABLE_STATUSES = HOLDING_STATUSES
 
 
 def _refunded_or_reserved(session: Session, payment_id: int) -> int:
@@ -103,18 +108,14 @@ def reserve(
     return refund
 
 
-def _order_status_after_refunds(session: Session, order: Order) -> OrderStatus:
-    paid = session.scalar(
-        select(func.coalesce(func.sum(Payment.amount_minor), 0)).where(
-            Payment.order_id == order.id, Payment.status == PaymentStatus.SUCCEEDED
-        )
-    )
+def _order_status_after_refunds(session: Session, payment: Payment) -> OrderStatus:
+    """From the payment that paid the order: refunds of a duplicate payment leave it alone."""
     refunded = session.scalar(
         select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-            Refund.order_id == order.id, Refund.status == RefundStatus.SUCCEEDED
+            Refund.payment_id == payment.id, Refund.status == RefundStatus.SUCCEEDED
         )
     )
-    if refunded >= paid:
+    if refunded >= payment.amount_minor:
         return OrderStatus.REFUNDED
     return OrderStatus.PARTIALLY_REFUNDED
 
@@ -126,11 +127,13 @@ def settle(session: Session, refund_id: int, result: ProviderRefund | None, *, n
     refund = session.scalar(locked(select(Refund).where(Refund.id == refund_id)))
     if refund.status != RefundStatus.PENDING:
         return refund
-    if result is None or not result.succeeded:
+    if result is None or result.status == ProviderStatus.FAILED:
         refund.status = RefundStatus.FAILED
         return refund
-    refund.status = RefundStatus.SUCCEEDED
     refund.provider_refund_id = result.id
+    if result.status == ProviderStatus.PENDING:
+        return refund  # still reserved; its charge.refunded webhook settles it
+    refund.status = RefundStatus.SUCCEEDED
     session.flush()
     ledger.record(
         session,
@@ -141,8 +144,13 @@ def settle(session: Session, refund_id: int, result: ProviderRefund | None, *, n
         payment_id=refund.payment_id,
         refund_id=refund.id,
     )
-    if order.status in REFUNDABLE_STATUSES:
-        order.status = _order_status_after_refunds(session, order)
+    paying = _settled_payment(session, order.id)
+    if (
+        order.status in REFUNDABLE_STATUSES
+        and paying is not None
+        and paying.id == refund.payment_id
+    ):
+        order.status = _order_status_after_refunds(session, paying)
         if order.status == OrderStatus.REFUNDED:
             tickets.void_all(session, order.id)
     return refund
@@ -169,10 +177,12 @@ def refund(
             amount_minor=reserved.amount_minor,
             idempotency_key=f"refund-{reserved.id}",
         )
-    except PaymentProviderError:
+    except ProcessorRefused as exc:
         with unit_of_work(engine) as session:
             settle(session, reserved.id, None, now=now)
-        raise
+        raise PaymentProviderError(str(exc)) from exc
+    # Any other error leaves the refund reserved (PENDING): the processor may have made it, and
+    # its charge.refunded webhook will settle it; releasing it could refund twice.
     with unit_of_work(engine) as session:
         return settle(session, reserved.id, result, now=now)
 

@@ -316,3 +316,37 @@ def test_another_apps_payment_on_the_same_account_is_left_alone(live_api):
     assert _count(live_api, Payment, Payment.provider_payment_id == "pi_another_app") == 0
     assert _count(live_api, Refund, Refund.order_id == order["id"]) == 0
     assert buyer.get(f"/orders/{order['id']}").json()["status"] == "paid"
+
+
+def test_a_declined_payment_that_succeeds_later_at_the_processor_pays_the_order(live_api):
+    """After a decline the buyer may confirm the same payment with another card; its success
+    arrives by webhook and must not be dropped as a change to a final state."""
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 10)})
+    _, buyer = live_api.user(name="buyer")
+    order = buyer.post("/orders", json=_order_body(event_id, tiers["GA"])).json()
+    declined = buyer.post(
+        f"/orders/{order['id']}/payments", json={"payment_method": "pm_card_chargeDeclined"}
+    )
+    assert declined.status_code == 402
+    with unit_of_work(live_api.engine) as session:
+        intent_id = session.scalar(
+            select(Payment.provider_payment_id).where(Payment.order_id == order["id"])
+        )
+    intent = {
+        "id": intent_id,
+        "object": "payment_intent",
+        "amount": 3_000,
+        "currency": "eur",
+        "status": "succeeded",
+        "metadata": {"ticketflow_order_id": str(order["id"])},
+        "latest_charge": {
+            "id": "ch_second_card",
+            "object": "charge",
+            "balance_transaction": {"id": "txn_second_card", "fee": 117},
+        },
+    }
+    payload = webhook_event("evt_second_card", "payment_intent.succeeded", intent)
+    assert post_webhook(live_api, payload, stripe_signature(payload)).status_code == 200
+    assert buyer.get(f"/orders/{order['id']}").json()["status"] == "paid"
+    assert len(buyer.get(f"/orders/{order['id']}/tickets").json()) == 1

@@ -41,7 +41,7 @@ def upgrade() -> None:
         f"""
         CREATE FUNCTION ticket_type_sales_follow_order() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE
-            was boolean := TG_OP = 'UPDATE' AND OLD.status::text IN {HOLDING};
+            was boolean := OLD.status::text IN {HOLDING};
             now_holding boolean := NEW.status::text IN {HOLDING};
         BEGIN
             IF was = now_holding THEN
@@ -62,8 +62,9 @@ def upgrade() -> None:
             END IF;
             RETURN NULL;
         END $$;
+        -- Orders are created pending (their items follow); they start to count when paid.
         CREATE TRIGGER ticket_type_sales_follow_order
-            AFTER INSERT OR UPDATE OF status ON orders
+            AFTER UPDATE OF status ON orders
             FOR EACH ROW EXECUTE FUNCTION ticket_type_sales_follow_order();
 
         CREATE FUNCTION ticket_type_sales_refuse_late_items() RETURNS trigger

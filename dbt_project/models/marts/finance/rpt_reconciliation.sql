@@ -52,6 +52,14 @@ refund_rows as (
     from refunds
 ),
 
+ours as (
+    -- Processor objects TicketFlow made: charges carrying our order key, and their refunds.
+    select charge_id from charges where ticketflow_order_id is not null
+    union all
+    select processor_refund_id from {{ ref('stg_stripe__refunds') }}
+    where charge_id in (select charge_id from charges where ticketflow_order_id is not null)
+),
+
 internal as (
     select * from payment_rows
     union all
@@ -103,7 +111,7 @@ ours_at_processor_only as (
         true as found_at_processor,
         transactions.created_at as occurred_at
     from transactions
-    where transactions.transaction_type in ('charge', 'refund')
+    where transactions.source_id in (ours)  -- other apps on the account are not ours to match
       and transactions.source_id not in (
           select processor_object_id from internal where processor_object_id is not null
       )

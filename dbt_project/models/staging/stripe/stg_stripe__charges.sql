@@ -7,5 +7,6 @@ select
     status as charge_status,
     balance_transaction as balance_transaction_id,
     disputed,
+    metadata_order_id as ticketflow_order_id,  -- NULL: not made by TicketFlow
     created as created_at
 from {{ source('stripe', 'stripe_charges') }} final
