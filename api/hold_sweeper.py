@@ -1,7 +1,9 @@
-"""Marks lapsed holds as expired in the background, while the API runs.
+"""Background chores while the API runs: mark lapsed holds expired, send unsent refunds.
 
 Lapsed holds stop counting at `expires_at` whether or not this runs (availability reads the
-time); the sweeper makes the state visible to buyers, organizers and the warehouse.
+time); the sweeper makes the state visible to buyers, organizers and the warehouse. A refund
+reserved but never sent (the process died between the two steps) is sent again, with the key
+that makes a second send harmless.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.db import unit_of_work
+from api.payments.provider import PaymentProvider
+from api.services import refunds
 from api.services.orders import expire_holds
 
 log = logging.getLogger(__name__)
@@ -27,22 +31,29 @@ def sweep(engine: Engine) -> int:
         return expire_holds(session, now=datetime.now(UTC))
 
 
-async def _loop(engine: Engine, interval: float) -> None:
+async def _loop(engine: Engine, provider: Callable[[], PaymentProvider], interval: float):
     while True:
         try:
             expired = await run_in_threadpool(sweep, engine)
             if expired:
                 log.info("expired lapsed holds", extra={"orders": expired})
+            sent = await run_in_threadpool(
+                refunds.send_unsent, engine, provider(), now=datetime.now(UTC)
+            )
+            if sent:
+                log.warning("sent refunds a crash had left unsent", extra={"refunds": sent})
         except Exception:
-            log.exception("the hold sweeper failed; it will try again")
+            log.exception("the sweeper failed; it will try again")
         await asyncio.sleep(interval)
 
 
 @contextlib.asynccontextmanager
 async def running(
-    engine_factory: Callable[[], Engine], interval: float = INTERVAL_SECONDS
+    engine_factory: Callable[[], Engine],
+    provider: Callable[[], PaymentProvider],
+    interval: float = INTERVAL_SECONDS,
 ) -> AsyncIterator[None]:
-    task = asyncio.create_task(_loop(engine_factory(), interval))
+    task = asyncio.create_task(_loop(engine_factory(), provider, interval))
     try:
         yield
     finally:

@@ -69,7 +69,8 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = app.dependency_overrides.get(deps.engine, deps.engine)
-    async with hold_sweeper.running(engine):
+    provider = app.dependency_overrides.get(deps.payment_provider, deps.payment_provider)
+    async with hold_sweeper.running(engine, provider):
         yield
 
 

@@ -129,8 +129,8 @@ def pay(
         )
         if outcome.payment_status.value in ("succeeded", "failed"):
             metrics.record_payment(outcome.payment_status.value)
-        if outcome.refund_owed:
-            refunds.refund_owed_payment(engine, provider, outcome.payment_id, now=now)
+        if outcome.refund_owed is not None:
+            refunds.send(engine, provider, outcome.refund_owed, now=now)
             raise HoldExpired(
                 "the hold expired and the tickets were sold meanwhile; the payment was refunded",
                 payment_id=outcome.payment_id,

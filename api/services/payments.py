@@ -25,7 +25,7 @@ from api.models import (
     PaymentStatus,
 )
 from api.payments.provider import PaymentProvider, ProviderPayment, ProviderStatus
-from api.services import inventory, ledger, tickets
+from api.services import inventory, ledger, refunds, tickets
 from api.services.access import Caller
 from api.services.locking import lock_order, locked
 
@@ -39,7 +39,7 @@ class PaymentOutcome:
     provider_payment_id: str
     client_secret: str | None
     failure_code: str | None
-    refund_owed: bool  # paid, but the tickets could not be had: the money goes back
+    refund_owed: int | None  # paid, but the tickets were gone: the refund reserved to send
 
 
 def _own_order(session: Session, caller: Caller, order_id: int) -> Order:
@@ -131,12 +131,13 @@ def record(session: Session, provider_name: str, result: ProviderPayment, *, now
         )
         session.add(payment)
         session.flush()
-    refund_owed = False
+    refund_owed = None
     # A decline is not final at the processor (the buyer may confirm the same payment with
     # another card), so a failed payment may still succeed; a success is final.
     if payment.status in (PaymentStatus.PENDING, PaymentStatus.FAILED):
         if result.status == ProviderStatus.SUCCEEDED:
-            refund_owed = not _confirm(session, order, payment, result, now)
+            if not _confirm(session, order, payment, result, now):
+                refund_owed = refunds.reserve_owed(session, payment).id
         elif result.status == ProviderStatus.FAILED and payment.status == PaymentStatus.PENDING:
             payment.status = PaymentStatus.FAILED
             payment.failure_code = result.failure_code or "declined"

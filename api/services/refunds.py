@@ -7,7 +7,7 @@ its answer. A refund the processor reports on its own (webhook) is recorded the 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -187,28 +187,55 @@ def refund(
         return settle(session, reserved.id, result, now=now)
 
 
-def refund_owed_payment(
-    engine: Engine, provider: PaymentProvider, payment_id: int, *, now: datetime
-) -> Refund:
-    """Give back a payment that arrived for tickets the order could no longer have."""
-    with unit_of_work(engine) as session:
-        payment = session.get(Payment, payment_id)
-        reserved = reserve(
-            session,
-            None,
-            order_id=payment.order_id,
-            amount_minor=None,
-            reason="paid after the hold lapsed and the tickets were gone",
-            payment=payment,
-        )
-        provider_payment_id = payment.provider_payment_id
-    result = provider.refund(
-        payment_id=provider_payment_id,
-        amount_minor=reserved.amount_minor,
-        idempotency_key=f"refund-{reserved.id}",
+OWED_REASON = "paid after the hold lapsed and the tickets were gone"
+# A reserved refund nobody has sent after this long was left by a crash: send it again.
+UNSENT_AFTER = timedelta(minutes=1)
+
+
+def reserve_owed(session: Session, payment: Payment) -> Refund:
+    """Reserve, in the transaction that recorded it, the full refund of a payment whose
+    tickets could no longer be had: if sending it fails, `send_unsent` finds it."""
+    return reserve(
+        session,
+        None,
+        order_id=payment.order_id,
+        amount_minor=None,
+        reason=OWED_REASON,
+        payment=payment,
     )
+
+
+def send(engine: Engine, provider: PaymentProvider, refund_id: int, *, now: datetime) -> Refund:
+    """Send a reserved refund to the processor; its key makes a second send harmless."""
     with unit_of_work(engine) as session:
-        return settle(session, reserved.id, result, now=now)
+        refund = session.get(Refund, refund_id)
+        provider_payment_id = session.get(Payment, refund.payment_id).provider_payment_id
+        amount = refund.amount_minor
+    try:
+        result = provider.refund(
+            payment_id=provider_payment_id,
+            amount_minor=amount,
+            idempotency_key=f"refund-{refund_id}",
+        )
+    except ProcessorRefused:
+        result = None
+    with unit_of_work(engine) as session:
+        return settle(session, refund_id, result, now=now)
+
+
+def send_unsent(engine: Engine, provider: PaymentProvider, *, now: datetime) -> int:
+    """Send the reserved refunds a crash left unsent; how many were sent."""
+    with unit_of_work(engine) as session:
+        unsent = session.scalars(
+            select(Refund.id).where(
+                Refund.status == RefundStatus.PENDING,
+                Refund.provider_refund_id.is_(None),
+                Refund.created_at < now - UNSENT_AFTER,
+            )
+        ).all()
+    for refund_id in unsent:
+        send(engine, provider, refund_id, now=now)
+    return len(unsent)
 
 
 def record_from_processor(

@@ -28,13 +28,13 @@ def _already_succeeded(session: Session, provider_payment_id: str) -> bool:
 
 
 def _apply(session: Session, provider: PaymentProvider, event: WebhookEvent, now: datetime):
-    """Returns the payment owed a refund, if any."""
+    """Returns the refund reserved for a payment that came too late, if any."""
     if event.kind in (WebhookKind.PAYMENT_SUCCEEDED, WebhookKind.PAYMENT_FAILED):
         try:
             outcome = payments.record(session, provider.name, event.payment, now=now)
         except NotFound:
             return None  # not one of our orders (another app on the same account)
-        return outcome.payment_id if outcome.refund_owed else None
+        return outcome.refund_owed
     if event.kind == WebhookKind.REFUNDED:
         for refund in event.refunds:
             refunds.record_from_processor(session, refund, now=now)
@@ -86,5 +86,5 @@ def handle(
             return "duplicate"
         refund_owed = _apply(session, provider, event, now)
     if refund_owed is not None:
-        refunds.refund_owed_payment(engine, provider, refund_owed, now=now)
+        refunds.send(engine, provider, refund_owed, now=now)
     return "processed"

@@ -4,12 +4,14 @@ webhooks that arrive late, twice or out of order."""
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 import stripe
 from sqlalchemy import func, select
 
 from api.db import unit_of_work
 from api.models import LedgerEntry, Order, Payment, Refund
+from api.services import refunds
 from tests.api.live import wait_for
 from tests.api.organizing import publish_event
 from tests.api.webhooks import post_webhook, stripe_signature, webhook_event
@@ -350,3 +352,25 @@ def test_a_declined_payment_that_succeeds_later_at_the_processor_pays_the_order(
     assert post_webhook(live_api, payload, stripe_signature(payload)).status_code == 200
     assert buyer.get(f"/orders/{order['id']}").json()["status"] == "paid"
     assert len(buyer.get(f"/orders/{order['id']}/tickets").json()) == 1
+
+
+def test_a_reserved_refund_a_crash_left_unsent_is_sent_by_the_sweeper(live_api):
+    """The refund of money that came too late is reserved with the payment; if sending it
+    dies, the sweeper sends it, once."""
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 10)})
+    _, buyer = live_api.user(name="buyer")
+    order = buyer.post("/orders", json=_order_body(event_id, tiers["GA"])).json()
+    buyer.post(f"/orders/{order['id']}/payments", json={"payment_method": "pm_card_visa"})
+    with unit_of_work(live_api.engine) as session:
+        payment = session.scalar(select(Payment).where(Payment.order_id == order["id"]))
+        reserved = refunds.reserve_owed(session, payment)  # then the process "dies"
+        reserved_id = reserved.id
+    later = datetime.now(UTC) + refunds.UNSENT_AFTER + timedelta(seconds=1)
+    assert refunds.send_unsent(live_api.engine, live_api.provider, now=later) == 1
+    assert refunds.send_unsent(live_api.engine, live_api.provider, now=later) == 0
+    with unit_of_work(live_api.engine) as session:
+        refund = session.get(Refund, reserved_id)
+        assert (refund.status.value, refund.amount_minor) == ("succeeded", 3_000)
+        assert refund.provider_refund_id
+    assert buyer.get(f"/orders/{order['id']}").json()["status"] == "refunded"
