@@ -108,18 +108,28 @@ def start_payment(
         return record(session, provider.name, result, now=now)
 
 
+def _lock_payment(
+    session: Session, provider_payment_id: str, *, new_for_order: int | None = None
+) -> tuple[Order | None, Payment | None]:
+    """Lock the payment's order (or, for a payment not recorded yet, `new_for_order`), then
+    read the payment under that lock, seeing whatever another command recorded meanwhile."""
+    by_processor_id = select(Payment).where(Payment.provider_payment_id == provider_payment_id)
+    known = session.scalar(by_processor_id)
+    order_id = known.order_id if known else new_for_order
+    if order_id is None:
+        return None, None
+    order = lock_order(session, order_id)
+    return order, session.scalar(locked(by_processor_id))
+
+
 def record(session: Session, provider_name: str, result: ProviderPayment, *, now: datetime):
     """Store what the processor said about a payment; idempotent.
 
     A success pays the order (tickets, ledger rows) when its tickets can still be had.
     """
-    by_processor_id = select(Payment).where(Payment.provider_payment_id == result.id)
-    known = session.scalar(by_processor_id)
-    order = lock_order(session, known.order_id if known else result.order_id)
+    order, payment = _lock_payment(session, result.id, new_for_order=result.order_id)
     if order is None:
         raise NotFound("the payment belongs to no order here", provider_payment_id=result.id)
-    # Under the order's lock: whatever another command recorded meanwhile is seen now.
-    payment = session.scalar(locked(by_processor_id))
     if payment is None:
         payment = Payment(
             order_id=order.id,
@@ -211,12 +221,9 @@ def mark_disputed(
     session: Session, provider_payment_id: str, *, amount_minor: int, fee_minor: int, now: datetime
 ) -> bool:
     """The buyer's bank took the money back: ledger it once. False if the payment is unknown."""
-    by_processor_id = select(Payment).where(Payment.provider_payment_id == provider_payment_id)
-    known = session.scalar(by_processor_id)
-    if known is None:
+    order, payment = _lock_payment(session, provider_payment_id)
+    if payment is None:
         return False
-    order = lock_order(session, known.order_id)
-    payment = session.scalar(locked(by_processor_id))
     if payment.disputed:
         return True
     payment.disputed = True

@@ -170,21 +170,13 @@ def refund(
         reserved = reserve(
             session, caller, order_id=order_id, amount_minor=amount_minor, reason=reason
         )
-        provider_payment_id = session.get(Payment, reserved.payment_id).provider_payment_id
+    # A refusal settles it FAILED. Any other error leaves it reserved (PENDING): the processor
+    # may have made it, and its charge.refunded webhook will settle it; releasing it could
+    # refund twice.
     try:
-        result = provider.refund(
-            payment_id=provider_payment_id,
-            amount_minor=reserved.amount_minor,
-            idempotency_key=f"refund-{reserved.id}",
-        )
+        return _send(engine, provider, reserved.id, now=now)
     except ProcessorRefused as exc:
-        with unit_of_work(engine) as session:
-            settle(session, reserved.id, None, now=now)
         raise PaymentProviderError(str(exc)) from exc
-    # Any other error leaves the refund reserved (PENDING): the processor may have made it, and
-    # its charge.refunded webhook will settle it; releasing it could refund twice.
-    with unit_of_work(engine) as session:
-        return settle(session, reserved.id, result, now=now)
 
 
 OWED_REASON = "paid after the hold lapsed and the tickets were gone"
@@ -205,8 +197,9 @@ def reserve_owed(session: Session, payment: Payment) -> Refund:
     )
 
 
-def send(engine: Engine, provider: PaymentProvider, refund_id: int, *, now: datetime) -> Refund:
-    """Send a reserved refund to the processor; its key makes a second send harmless."""
+def _send(engine: Engine, provider: PaymentProvider, refund_id: int, *, now: datetime) -> Refund:
+    """Send a reserved refund to the processor; its key makes a second send harmless. A refusal
+    is final (nothing happened there): the refund is settled FAILED and the refusal raised."""
     with unit_of_work(engine) as session:
         refund = session.get(Refund, refund_id)
         provider_payment_id = session.get(Payment, refund.payment_id).provider_payment_id
@@ -218,9 +211,20 @@ def send(engine: Engine, provider: PaymentProvider, refund_id: int, *, now: date
             idempotency_key=f"refund-{refund_id}",
         )
     except ProcessorRefused:
-        result = None
+        with unit_of_work(engine) as session:
+            settle(session, refund_id, None, now=now)
+        raise
     with unit_of_work(engine) as session:
         return settle(session, refund_id, result, now=now)
+
+
+def send(engine: Engine, provider: PaymentProvider, refund_id: int, *, now: datetime) -> Refund:
+    """`_send` for refunds the system owes: a refusal leaves the refund FAILED, on record."""
+    try:
+        return _send(engine, provider, refund_id, now=now)
+    except ProcessorRefused:
+        with unit_of_work(engine) as session:
+            return session.get(Refund, refund_id)
 
 
 def send_unsent(engine: Engine, provider: PaymentProvider, *, now: datetime) -> int:
