@@ -18,7 +18,10 @@ from ticketflow.settings import get_settings
 
 @lru_cache(maxsize=4)
 def engine_for(url: str) -> Engine:
-    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    # No pre-ping: it is a round trip on every checkout, three per checkout request. After a
+    # database restart the first statement on a stale connection fails once; SQLAlchemy then
+    # drops every pooled connection older than that, and the next request reconnects.
+    return create_engine(url, pool_size=20, max_overflow=20, pool_recycle=3600)
 
 
 def get_engine() -> Engine:

@@ -11,6 +11,7 @@ from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from api.db import unit_of_work
 from api.deps import CallerDep, EngineDep, NowDep
@@ -28,22 +29,62 @@ class Idempotency:
     now: datetime
 
     def run(self, status_code: int, command: Callable[[], BaseModel]) -> JSONResponse:
-        """Run `command` once per key; a repeat gets the first answer with the same status."""
+        """Run `command` once per key; a repeat gets the first answer with the same status.
+
+        For commands that span several transactions (a processor call between two);
+        `run_in_transaction` is the better fit for one that does not.
+        """
+
+        def answer_then_store() -> dict:
+            body = command().model_dump(mode="json")
+            with unit_of_work(self.engine) as session:
+                idempotency.complete(session, **self._scope, status=status_code, body=body)
+            return body
+
+        return self._once(status_code, command, answer_then_store)
+
+    def run_in_transaction(
+        self, status_code: int, command: Callable[[Session], BaseModel]
+    ) -> JSONResponse:
+        """Like `run`, for a command that is one transaction: its answer is stored in that
+        transaction, so the change and the stored answer commit together or not at all."""
+
+        def answer_and_store() -> dict:
+            with unit_of_work(self.engine) as session:
+                body = command(session).model_dump(mode="json")
+                idempotency.complete(session, **self._scope, status=status_code, body=body)
+            return body
+
+        def without_key() -> BaseModel:
+            with unit_of_work(self.engine) as session:
+                return command(session)
+
+        return self._once(status_code, without_key, answer_and_store)
+
+    @property
+    def _scope(self) -> dict[str, str]:
+        return {"caller": self.caller, "key": self.key}
+
+    def _once(
+        self,
+        status_code: int,
+        without_key: Callable[[], BaseModel],
+        with_key: Callable[[], dict],
+    ) -> JSONResponse:
         if self.key is None:
-            return JSONResponse(command().model_dump(mode="json"), status_code)
-        scope = {"caller": self.caller, "key": self.key}
+            return JSONResponse(without_key().model_dump(mode="json"), status_code)
         with unit_of_work(self.engine) as session:
-            stored = idempotency.claim(session, **scope, fingerprint=self.fingerprint, now=self.now)
+            stored = idempotency.claim(
+                session, **self._scope, fingerprint=self.fingerprint, now=self.now
+            )
         if stored is not None:
             return JSONResponse(stored.body, stored.status, headers={REPLAYED_HEADER: "true"})
         try:
-            body = command().model_dump(mode="json")
+            body = with_key()
         except BaseException:
             with unit_of_work(self.engine) as session:
-                idempotency.release(session, **scope)
+                idempotency.release(session, **self._scope)
             raise
-        with unit_of_work(self.engine) as session:
-            idempotency.complete(session, **scope, status=status_code, body=body)
         return JSONResponse(body, status_code)
 
 

@@ -6,13 +6,13 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
 
 from api import ratelimit
-from api.db import unit_of_work
 from api.deps import CallerDep, EngineDep, NowDep, ProviderDep, SessionDep, SettingsDep
 from api.errors import DomainError, HoldExpired
 from api.models import Order
-from api.routes.idempotency import IdempotencyDep
+from api.routes.idempotency import REPLAYED_HEADER, IdempotencyDep
 from api.schemas.common import AUTH_ERRORS, CONFLICT, NOT_FOUND, ErrorResponse, PathId
 from api.schemas.sales import (
     OrderCreate,
@@ -60,22 +60,22 @@ def place_order(
     """Hold the tickets for `hold_minutes` (15 by default) in a pending order; pay to keep them."""
     ratelimit.check("checkout", str(caller.user_id))
 
-    def place() -> OrderRead:
-        with unit_of_work(engine) as session:
-            order = orders.place_order(
-                session,
-                user_id=caller.user_id,
-                event_id=body.event_id,
-                lines=[LineRequest(i.ticket_type_id, i.quantity) for i in body.items],
-                now=now,
-                hold=timedelta(minutes=settings.hold_minutes),
-                promo_code=body.promo_code,
-            )
-            read = _order_read(session, order)
-        metrics.record_order_placed()
-        return read
+    def place(session: Session) -> OrderRead:
+        placed = orders.place_order(
+            session,
+            user_id=caller.user_id,
+            event_id=body.event_id,
+            lines=[LineRequest(i.ticket_type_id, i.quantity) for i in body.items],
+            now=now,
+            hold=timedelta(minutes=settings.hold_minutes),
+            promo_code=body.promo_code,
+        )
+        return OrderRead.model_validate(placed)
 
-    return idempotent.run(201, place)
+    answer = idempotent.run_in_transaction(201, place)
+    if answer.headers.get(REPLAYED_HEADER) is None:
+        metrics.record_order_placed()
+    return answer
 
 
 @router.get("", response_model=OrderPage)

@@ -6,10 +6,17 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from api.errors import InvalidInput, InvalidState, NotFound, OverOrderLimit, SalesClosed, SoldOut
+from api.errors import (
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    OverOrderLimit,
+    SalesClosed,
+    SoldOut,
+)
 from api.models import (
     DiscountKind,
     Event,
@@ -30,6 +37,55 @@ from api.services.locking import lock_order
 class LineRequest:
     ticket_type_id: int
     quantity: int
+
+
+@dataclass(frozen=True)
+class PlacedItem:
+    ticket_type_id: int
+    quantity: int
+    unit_price_minor: int
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    """A new pending order as written (the fields of `OrderRead`)."""
+
+    id: int
+    user_id: int
+    event_id: int
+    status: OrderStatus
+    currency: str
+    subtotal_minor: int
+    discount_minor: int
+    total_minor: int
+    promo_code_id: int | None
+    expires_at: datetime
+    paid_at: datetime | None
+    created_at: datetime
+    items: list[PlacedItem]
+
+
+# The order and its items in one statement (checkout runs it holding the capacities' locks).
+_INSERT_ORDER = text(
+    """
+    WITH new_order AS (
+        INSERT INTO orders (user_id, event_id, status, currency, subtotal_minor,
+                            discount_minor, total_minor, promo_code_id, expires_at)
+        VALUES (:user_id, :event_id, 'pending', :currency, :subtotal_minor,
+                :discount_minor, :total_minor, :promo_code_id, :expires_at)
+        RETURNING id, created_at
+    ), new_items AS (
+        INSERT INTO order_items (order_id, ticket_type_id, quantity, unit_price_minor)
+        SELECT new_order.id, line.ticket_type_id, line.quantity, line.unit_price_minor
+        FROM new_order,
+             unnest(CAST(:ticket_type_ids AS bigint[]), CAST(:quantities AS bigint[]),
+                    CAST(:unit_prices AS bigint[]))
+                 WITH ORDINALITY AS line(ticket_type_id, quantity, unit_price_minor, n)
+        ORDER BY line.n
+    )
+    SELECT id, created_at FROM new_order
+    """
+)
 
 
 def _sales_open(event: Event, ticket_type: TicketType, now: datetime) -> bool:
@@ -81,7 +137,7 @@ def place_order(
     now: datetime,
     hold: timedelta,
     promo_code: str | None = None,
-) -> Order:
+) -> PlacedOrder:
     """Create a pending order that holds its tickets until `now + hold`.
 
     Raises NotFound (unknown or unpublished event or ticket type), SalesClosed, OverOrderLimit,
@@ -122,8 +178,7 @@ def place_order(
             )
     promo = _promo(session, event_id, promo_code, now) if promo_code else None
 
-    inventory.lock_capacities(session, wanted)
-    caps = inventory.capacities(session, wanted, now)
+    caps = inventory.lock_and_count(session, wanted, now)
     if inventory.shortfalls(caps, wanted):
         left = inventory.left_per_ticket_type(caps, wanted)
         raise SoldOut("not enough tickets left", available=left)
@@ -132,30 +187,38 @@ def place_order(
 
     subtotal = sum(types[t].price_minor * q for t, q in wanted.items())
     discount = _discount(promo, subtotal)
-    order = Order(
-        user_id=user_id,
-        event_id=event_id,
+    lines_in_order = sorted(wanted.items())
+    items = [
+        PlacedItem(type_id, quantity, types[type_id].price_minor)
+        for type_id, quantity in lines_in_order
+    ]
+    values = {
+        "user_id": user_id,
+        "event_id": event_id,
+        "currency": currencies.pop(),
+        "subtotal_minor": subtotal,
+        "discount_minor": discount,
+        "total_minor": subtotal - discount,
+        "promo_code_id": promo.id if promo else None,
+        "expires_at": now + hold,
+    }
+    order_id, created_at = session.execute(
+        _INSERT_ORDER,
+        {
+            **values,
+            "ticket_type_ids": [item.ticket_type_id for item in items],
+            "quantities": [item.quantity for item in items],
+            "unit_prices": [item.unit_price_minor for item in items],
+        },
+    ).one()
+    return PlacedOrder(
+        id=order_id,
         status=OrderStatus.PENDING,
-        currency=currencies.pop(),
-        subtotal_minor=subtotal,
-        discount_minor=discount,
-        total_minor=subtotal - discount,
-        promo_code_id=promo.id if promo else None,
-        expires_at=now + hold,
+        paid_at=None,
+        created_at=created_at,
+        items=items,
+        **values,
     )
-    session.add(order)
-    session.flush()
-    session.add_all(
-        OrderItem(
-            order_id=order.id,
-            ticket_type_id=type_id,
-            quantity=quantity,
-            unit_price_minor=types[type_id].price_minor,
-        )
-        for type_id, quantity in sorted(wanted.items())
-    )
-    session.flush()
-    return order
 
 
 def expire_holds(session: Session, *, now: datetime) -> int:

@@ -173,8 +173,7 @@ def _still_fits(session: Session, order: Order, now: datetime) -> bool:
             )
         ).all()
     )
-    inventory.lock_capacities(session, wanted)
-    return not inventory.shortfalls(inventory.capacities(session, wanted, now), wanted)
+    return not inventory.shortfalls(inventory.lock_and_count(session, wanted, now), wanted)
 
 
 def _confirm(

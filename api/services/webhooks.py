@@ -27,6 +27,17 @@ def _already_succeeded(session: Session, provider_payment_id: str) -> bool:
     return status == PaymentStatus.SUCCEEDED
 
 
+def _first_time(session: Session, event: WebhookEvent, now: datetime) -> bool:
+    """Remember the event id; False if it was seen before."""
+    inserted = session.scalar(
+        insert(ProcessedWebhook)
+        .values(event_id=event.id, type=event.type, received_at=now)
+        .on_conflict_do_nothing()
+        .returning(ProcessedWebhook.event_id)
+    )
+    return inserted is not None
+
+
 def _apply(session: Session, provider: PaymentProvider, event: WebhookEvent, now: datetime):
     """Returns the refund reserved for a payment that came too late, if any."""
     if event.kind in (WebhookKind.PAYMENT_SUCCEEDED, WebhookKind.PAYMENT_FAILED):
@@ -65,10 +76,12 @@ def handle(
     payment_kinds = (WebhookKind.PAYMENT_SUCCEEDED, WebhookKind.PAYMENT_FAILED)
     if event.kind in payment_kinds and event.payment.order_id is None:
         return "ignored"  # not made by us (another app on the account, Stripe's dashboard)
-    if event.kind == WebhookKind.PAYMENT_SUCCEEDED and event.payment.fee_minor is None:
+    if event.kind == WebhookKind.PAYMENT_SUCCEEDED:
         with unit_of_work(engine) as session:
-            known = _already_succeeded(session, event.payment.id)
-        if not known:  # the fee is only in the balance transaction: read it
+            if _already_succeeded(session, event.payment.id):
+                # Usual when the card was confirmed synchronously: nothing left to apply.
+                return "processed" if _first_time(session, event, now) else "duplicate"
+        if event.payment.fee_minor is None:  # the fee is only in the balance transaction
             event = WebhookEvent(
                 event.id,
                 event.type,
@@ -76,13 +89,7 @@ def handle(
                 payment=provider.retrieve_payment(event.payment.id),
             )
     with unit_of_work(engine) as session:
-        first_time = session.scalar(
-            insert(ProcessedWebhook)
-            .values(event_id=event.id, type=event.type, received_at=now)
-            .on_conflict_do_nothing()
-            .returning(ProcessedWebhook.event_id)
-        )
-        if first_time is None:
+        if not _first_time(session, event, now):
             return "duplicate"
         refund_owed = _apply(session, provider, event, now)
     if refund_owed is not None:

@@ -10,7 +10,7 @@ import stripe
 from sqlalchemy import func, select
 
 from api.db import unit_of_work
-from api.models import LedgerEntry, Order, Payment, Refund
+from api.models import LedgerEntry, Order, Payment, Refund, RefundStatus
 from api.services import refunds
 from tests.api.live import wait_for
 from tests.api.organizing import publish_event
@@ -147,8 +147,9 @@ def test_money_that_arrives_after_the_hold_lapsed_and_the_seat_sold_is_given_bac
 
         _confirm_at_processor(live_api, started["provider_payment_id"])
 
-        def refunded() -> bool:
-            return _count(live_api, Refund, Refund.order_id == order["id"]) == 1
+        def refunded() -> bool:  # reserved when the payment is recorded, then sent: wait for both
+            sent = Refund.status == RefundStatus.SUCCEEDED
+            return _count(live_api, Refund, Refund.order_id == order["id"], sent) == 1
 
         assert wait_for(refunded)
     finally:
