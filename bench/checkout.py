@@ -67,6 +67,7 @@ CHECKOUT_RATE = "1000000/minute"
 TARGET_PAID_PER_S = 300
 TARGET_CREATE_P99_MS = 100
 ROUTES = {"create": "/orders", "pay": "/orders/{order_id}/payments"}
+PHASES = (("create-order", "create"), ("pay flow", "pay"), ("bare request", "bare"))
 
 # `python -m api` with cProfile on every thread (sync routes run in anyio's worker threads, which
 # a plain `python -m cProfile` would miss); the merged stats are written when it stops.
@@ -120,6 +121,13 @@ class Connection:
             f"POST {path} HTTP/1.1\r\n{self.head}{key}Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         self.writer.write(request + body)
+        return await self._response()
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        self.writer.write(f"GET {path} HTTP/1.1\r\n{self.head}\r\n".encode())
+        return await self._response()
+
+    async def _response(self) -> tuple[int, bytes]:
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = 0
@@ -184,15 +192,30 @@ async def _client(
             phase.steps.setdefault("pay", []).append(finished - created)
 
 
+async def _bare_client(connection: Connection, deadline: float, phase: Phase) -> None:
+    """The least a request can cost: `GET /health` (a sync route, no database)."""
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        status, body = await connection.get("/health")
+        phase.requests += 1
+        if status != 200:
+            phase.errors[f"health: {_error(status, body)}"] += 1
+            continue
+        phase.completed += 1
+        phase.latencies.append(time.perf_counter() - started)
+
+
 async def _run(
-    connections: list[Connection], orders: list[bytes], pay: bool, seconds: float, phase: Phase
+    connections: list[Connection], orders: list[bytes], mode: str, seconds: float, phase: Phase
 ) -> None:
-    """Client i buys ticket type i mod len(orders)."""
+    """Client i buys ticket type i mod len(orders); mode is "create", "pay" or "bare"."""
     started = time.perf_counter()
     deadline = started + seconds
     await asyncio.gather(
         *(
-            _client(c, orders[i % len(orders)], pay, deadline, phase)
+            _bare_client(c, deadline, phase)
+            if mode == "bare"
+            else _client(c, orders[i % len(orders)], mode == "pay", deadline, phase)
             for i, c in enumerate(connections)
         )
     )
@@ -338,13 +361,13 @@ async def _measure(
     await asyncio.gather(*(c.open() for c in connections))
     try:
         warm = Phase("warm-up")
-        for pay in (False, True):
-            await _run(connections, orders, pay, args.warmup / 2, warm)
+        for mode in ("create", "pay"):
+            await _run(connections, orders, mode, args.warmup / 2, warm)
         phases = []
-        for name, pay in (("create-order", False), ("pay flow", True)):
+        for name, mode in PHASES:
             phase = Phase(name)
             metrics_before, cpu_before = _histograms(settings.api_port), _cpu_seconds(supervisor)
-            await _run(connections, orders, pay, args.seconds, phase)
+            await _run(connections, orders, mode, args.seconds, phase)
             cpu_after = _cpu_seconds(supervisor)
             phase.server = _server_latency(metrics_before, _histograms(settings.api_port))
             phase.cpu = {k: (cpu_after[k] - cpu_before[k]) / phase.seconds for k in cpu_after}
@@ -369,7 +392,7 @@ def _ms(values: list[float], q: float) -> float:
 
 
 def _report(args: argparse.Namespace, workers: int, phases: list[Phase]) -> None:
-    create, flow = phases
+    create, flow, bare = phases
     print(
         f"checkout benchmark: {args.clients} clients (closed loop), {args.seconds:.0f} s per "
         f"phase after {args.warmup:.0f} s of warm-up; {args.ticket_types} ticket type(s); "
@@ -413,12 +436,38 @@ def _report(args: argparse.Namespace, workers: int, phases: list[Phase]) -> None
             f"pay-flow p50 / create-order p50 = "
             f"{_ms(flow.latencies, 0.5) / _ms(create.latencies, 0.5):.2f}"
         )
+    _report_cpu_budget(flow, bare)
     create_p99 = _ms(create.latencies, 0.99)
     print(
         f"target >= {TARGET_PAID_PER_S} paid orders/s: {flow.rate:.0f} "
         f"({'met' if flow.rate >= TARGET_PAID_PER_S else 'NOT met'}); "
         f"target create-order p99 < {TARGET_CREATE_P99_MS} ms: {create_p99:.0f} ms "
         f"({'met' if create_p99 < TARGET_CREATE_P99_MS else 'NOT met'})"
+    )
+
+
+def _report_cpu_budget(flow: Phase, bare: Phase) -> None:
+    """CPU per paid order by process, against what the target leaves on this machine."""
+    if not flow.completed or not bare.completed:
+        return
+    cores = os.cpu_count() or 1
+    seconds_per_order = flow.seconds / flow.completed
+    per_order = {name: used * seconds_per_order * 1000 for name, used in flow.cpu.items()}
+    bare_api = bare.cpu["api"] * bare.seconds / bare.completed * 1000
+    requests_per_order = 3  # create, pay, and the processor's payment_intent.succeeded webhook
+    budget = cores / TARGET_PAID_PER_S * 1000
+    print(
+        "  CPU per paid order, ms: "
+        + ", ".join(f"{name} {ms:.2f}" for name, ms in per_order.items())
+        + f"; total {sum(per_order.values()):.2f}"
+    )
+    floor = requests_per_order * bare_api + per_order.get("payments", 0.0)
+    print(
+        f"  budget at {TARGET_PAID_PER_S} paid orders/s on {cores} cores: {budget:.2f} ms per "
+        f"paid order for everything; a bare request (GET /health) costs the API "
+        f"{bare_api:.2f} ms, so {requests_per_order} bare requests plus the processor's own "
+        f"{per_order.get('payments', 0.0):.2f} ms already take {floor:.2f} ms "
+        f"({floor / budget:.0%} of the budget) before any database work"
     )
 
 
