@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -49,7 +49,16 @@ class RefundStatus(enum.StrEnum):
 
 class Refund(Base):
     __tablename__ = "refunds"
-    __table_args__ = (CheckConstraint("amount_minor > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        Index(
+            "uq_refunds_order_request_key",
+            "order_id",
+            "request_key",
+            unique=True,
+            postgresql_where=text("request_key IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = id_column()
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
@@ -63,6 +72,8 @@ class Refund(Base):
     provider_refund_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     # None: made by the system or at the processor, not by a person here
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # The caller's Idempotency-Key, scoped to the caller: a retried request finds its refund.
+    request_key: Mapped[str | None] = mapped_column(String(260))
     created_at: Mapped[datetime] = created_at()
 
 

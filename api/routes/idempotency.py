@@ -62,6 +62,11 @@ class Idempotency:
         return self._once(status_code, without_key, answer_and_store)
 
     @property
+    def request_key(self) -> str | None:
+        """The key with its caller, for a command to remember on what it creates."""
+        return f"{self.caller}:{self.key}" if self.key else None
+
+    @property
     def _scope(self) -> dict[str, str]:
         return {"caller": self.caller, "key": self.key}
 

@@ -193,6 +193,7 @@ def refund_order(
             amount_minor=body.amount_minor,
             reason=body.reason,
             now=now,
+            request_key=idempotent.request_key,
         )
         metrics.record_refund()
         return RefundRead.model_validate(refund)

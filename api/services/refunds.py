@@ -66,8 +66,13 @@ def reserve(
     amount_minor: int | None,
     reason: str,
     payment: Payment | None = None,
+    request_key: str | None = None,
 ) -> Refund:
-    """A pending refund of `amount_minor` (None: all that is left). `caller=None`: the system."""
+    """A pending refund of `amount_minor` (None: all that is left). `caller=None`: the system.
+
+    `request_key` (the caller's Idempotency-Key): a refund already reserved under it is
+    returned as it is, so a retry of a request that died after reserving cannot refund twice.
+    """
     if caller is not None:  # before the lookup, so a refusal says nothing about the order
         caller.require(Role.ORGANIZER, Role.FINANCE)
     order = lock_order(session, order_id)
@@ -77,10 +82,16 @@ def reserve(
         organizer_id = session.scalar(select(Event.organizer_id).where(Event.id == order.event_id))
         if not caller.may_refund(organizer_id):
             raise NotFound("order not found")
-        if order.status not in REFUNDABLE_STATUSES:
-            raise OrderNotPayable(
-                f"a {order.status.value} order cannot be refunded", status=order.status.value
-            )
+    if request_key is not None:
+        earlier = session.scalar(
+            select(Refund).where(Refund.order_id == order.id, Refund.request_key == request_key)
+        )
+        if earlier is not None:
+            return earlier
+    if caller is not None and order.status not in REFUNDABLE_STATUSES:
+        raise OrderNotPayable(
+            f"a {order.status.value} order cannot be refunded", status=order.status.value
+        )
     payment = payment or _settled_payment(session, order_id)
     if payment is None:
         raise OrderNotPayable("the order has no settled payment to refund")
@@ -102,6 +113,7 @@ def reserve(
         reason=reason,
         status=RefundStatus.PENDING,
         created_by=caller.user_id if caller else None,
+        request_key=request_key,
     )
     session.add(refund)
     session.flush()
@@ -165,10 +177,16 @@ def refund(
     amount_minor: int | None,
     reason: str,
     now: datetime,
+    request_key: str | None = None,
 ) -> Refund:
     with unit_of_work(engine) as session:
         reserved = reserve(
-            session, caller, order_id=order_id, amount_minor=amount_minor, reason=reason
+            session,
+            caller,
+            order_id=order_id,
+            amount_minor=amount_minor,
+            reason=reason,
+            request_key=request_key,
         )
     # A refusal settles it FAILED. Any other error leaves it reserved (PENDING): the processor
     # may have made it, and its charge.refunded webhook will settle it; releasing it could

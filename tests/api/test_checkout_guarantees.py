@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from api.db import unit_of_work
 from api.models import LedgerEntry, Order, Payment, Refund, RefundStatus
-from api.services import refunds
+from api.services import idempotency, refunds
+from api.services.access import load_caller
 from tests.api.live import wait_for
 from tests.api.organizing import publish_event
 from tests.api.webhooks import post_webhook, stripe_signature, webhook_event
@@ -375,3 +376,46 @@ def test_a_reserved_refund_a_crash_left_unsent_is_sent_by_the_sweeper(live_api):
         assert (refund.status.value, refund.amount_minor) == ("succeeded", 3_000)
         assert refund.provider_refund_id
     assert buyer.get(f"/orders/{order['id']}").json()["status"] == "refunded"
+
+
+def test_a_refund_request_retried_after_it_died_midway_refunds_once(live_api):
+    """The first attempt claimed its Idempotency-Key, reserved the refund and died before
+    sending it. The retry, once the claim is stale, sends that refund: it reserves no second."""
+    organizer_id, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 10)})
+    _, buyer = live_api.user(name="buyer")
+    order = buyer.post("/orders", json=_order_body(event_id, tiers["GA"])).json()
+    buyer.post(f"/orders/{order['id']}/payments", json={"payment_method": "pm_card_visa"})
+    path, body, key = f"/orders/{order['id']}/refunds", b'{"amount_minor":1000}', "refund-1"
+    long_ago = datetime.now(UTC) - idempotency.STALE_AFTER - timedelta(minutes=1)
+    with unit_of_work(live_api.engine) as session:  # the first attempt, up to its death
+        scope = {"caller": f"user:{organizer_id}", "key": key}
+        fingerprint = idempotency.fingerprint("POST", path, body)
+        assert idempotency.claim(session, **scope, fingerprint=fingerprint, now=long_ago) is None
+        reserved = refunds.reserve(
+            session,
+            load_caller(session, organizer_id),
+            order_id=order["id"],
+            amount_minor=1_000,
+            reason="",
+            request_key=f"user:{organizer_id}:{key}",
+        ).id
+
+    headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+    retried = organizer.post(path, content=body, headers=headers)
+    assert retried.status_code == 201, retried.text
+    assert (retried.json()["id"], retried.json()["status"]) == (reserved, "succeeded")
+    again = organizer.post(path, content=body, headers=headers)
+    assert again.json() == retried.json() and again.headers["Idempotent-Replayed"] == "true"
+    with unit_of_work(live_api.engine) as session:
+        made = session.scalars(select(Refund).where(Refund.order_id == order["id"])).all()
+        assert [(r.id, r.amount_minor, r.status.value) for r in made] == [
+            (reserved, 1_000, "succeeded")
+        ]
+        refund_rows = session.scalars(
+            select(LedgerEntry.amount_minor).where(
+                LedgerEntry.order_id == order["id"], LedgerEntry.kind == "refund"
+            )
+        ).all()
+    assert refund_rows == [-1_000]
+    assert buyer.get(f"/orders/{order['id']}").json()["status"] == "partially_refunded"
