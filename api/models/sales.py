@@ -96,9 +96,9 @@ class CheckIn(Base):
 class TicketTypeSales(Base):
     """Tickets in paid or partially refunded orders, per ticket type.
 
-    Written only by the `ticket_type_sales_follow_order` trigger (migration 0003), in the
-    transaction that changes an order's status, so it always equals the count over the orders
-    while checkout reads it in O(1).
+    Written only by the `ticket_type_sales_follow_order` trigger (migration 0003), during the
+    commit of the transaction that changes an order's status (deferred since 0005), so it
+    always equals the count over the orders while checkout reads it in O(1).
     """
 
     __tablename__ = "ticket_type_sales"

@@ -207,9 +207,12 @@ def _confirm(
         order.status == OrderStatus.PENDING and order.expires_at <= now
     )
     if payable or (lapsed and _still_fits(session, order, now)):
+        tickets.issue(session, order)
+        # Write everything else first: the status change's trigger takes the ticket types'
+        # `ticket_type_sales` rows, which every payment for them needs, until the commit.
+        session.flush()
         order.status = OrderStatus.PAID
         order.paid_at = now
-        tickets.issue(session, order)
         return True
     if lapsed:
         order.status = OrderStatus.EXPIRED
