@@ -3,10 +3,14 @@
 dbt's profile reads TICKETFLOW_CLICKHOUSE_* variables; they are derived here from
 `CLICKHOUSE_URL` (or the embedded warehouse's port), so the same settings drive the relay,
 the ingestion and the dbt models.
+
+`eval "$(python -m pipelines.orchestration.warehouse_env)"` exports them into a shell, for
+running dbt by hand against the warehouse the settings name.
 """
 
 from __future__ import annotations
 
+import shlex
 from urllib.parse import unquote, urlsplit
 
 from ticketflow.settings import Settings
@@ -24,3 +28,10 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         "TICKETFLOW_CDC_DATABASE": settings.cdc_database,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
+
+
+if __name__ == "__main__":
+    from ticketflow.settings import get_settings
+
+    for name, value in dbt_environment(get_settings()).items():
+        print(f"export {name}={shlex.quote(value)}")
