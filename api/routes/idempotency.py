@@ -18,6 +18,7 @@ from api.deps import CallerDep, EngineDep, NowDep
 from api.services import idempotency
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+Remember = Callable[[BaseModel], None]  # stores a command's answer in its own transaction
 
 
 @dataclass(frozen=True)
@@ -44,20 +45,35 @@ class Idempotency:
         return self._once(status_code, command, answer_then_store)
 
     def run_in_transaction(
-        self, status_code: int, command: Callable[[Session], BaseModel]
+        self, status_code: int, command: Callable[[Session, Remember], BaseModel]
     ) -> JSONResponse:
         """Like `run`, for a command that is one transaction: its answer is stored in that
-        transaction, so the change and the stored answer commit together or not at all."""
+        transaction, so the change and the stored answer commit together or not at all.
+
+        The command may hand its answer to `remember` as soon as it knows it (before taking
+        locks, say); otherwise it is stored when the command returns.
+        """
+        remembered: list[BaseModel] = []
+
+        def remember_in(session: Session) -> Remember:
+            def remember(answer: BaseModel) -> None:
+                body = answer.model_dump(mode="json")
+                idempotency.complete(session, **self._scope, status=status_code, body=body)
+                remembered.append(answer)
+
+            return remember
 
         def answer_and_store() -> dict:
             with unit_of_work(self.engine) as session:
-                body = command(session).model_dump(mode="json")
-                idempotency.complete(session, **self._scope, status=status_code, body=body)
-            return body
+                remember = remember_in(session)
+                answer = command(session, remember)
+                if not remembered or remembered[-1] != answer:
+                    remember(answer)
+            return answer.model_dump(mode="json")
 
         def without_key() -> BaseModel:
             with unit_of_work(self.engine) as session:
-                return command(session)
+                return command(session, lambda _: None)
 
         return self._once(status_code, without_key, answer_and_store)
 

@@ -12,7 +12,7 @@ from api import ratelimit
 from api.deps import CallerDep, EngineDep, NowDep, ProviderDep, SessionDep, SettingsDep
 from api.errors import DomainError, HoldExpired
 from api.models import Order
-from api.routes.idempotency import REPLAYED_HEADER, IdempotencyDep
+from api.routes.idempotency import REPLAYED_HEADER, IdempotencyDep, Remember
 from api.schemas.common import AUTH_ERRORS, CONFLICT, NOT_FOUND, ErrorResponse, PathId
 from api.schemas.sales import (
     OrderCreate,
@@ -60,7 +60,7 @@ def place_order(
     """Hold the tickets for `hold_minutes` (15 by default) in a pending order; pay to keep them."""
     ratelimit.check("checkout", str(caller.user_id))
 
-    def place(session: Session) -> OrderRead:
+    def place(session: Session, remember: Remember) -> OrderRead:
         placed = orders.place_order(
             session,
             user_id=caller.user_id,
@@ -69,6 +69,8 @@ def place_order(
             now=now,
             hold=timedelta(minutes=settings.hold_minutes),
             promo_code=body.promo_code,
+            # Stored before the tickets' locks are taken, in the same transaction.
+            before_hold=lambda order: remember(OrderRead.model_validate(order)),
         )
         return OrderRead.model_validate(placed)
 

@@ -11,11 +11,13 @@ serialises writers per capacity with transaction-scoped advisory locks taken in 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, text
+from psycopg.errors import LockNotAvailable
+from sqlalchemy import TextClause, and_, func, or_, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -80,17 +82,18 @@ def used(session: Session, ids: Iterable[int], now: datetime) -> dict[int, int]:
     return counts
 
 
-# Every capacity the given ticket types draw on (their own, and each shared quota touching any
-# of them) with the tickets it has taken at :now, in one statement: checkout runs it while
-# holding the capacities' locks, so each round trip saved there is time no other buyer waits.
-_CAPACITIES = text(
-    """
-    WITH caps AS (
-        SELECT :type_kind AS kind, t.id, t.capacity AS total, ARRAY[t.id] AS members
+# Every capacity the given ticket types (:ids) draw on, their own and each shared quota that
+# touches any of them, with the tickets it has taken at :now, as the CTE `counted`. Checkout
+# reads it holding the capacities' locks, inside the statement that writes the order, so the
+# lock is held for as few round trips as possible.
+COUNTED_CAPACITIES = """
+    caps AS (
+        SELECT CAST(:type_kind AS integer) AS kind, t.id, t.capacity AS total,
+               ARRAY[t.id] AS members
         FROM ticket_types t
         WHERE t.id = ANY(:ids)
         UNION ALL
-        SELECT :quota_kind, q.id, q.capacity, array_agg(m.ticket_type_id)
+        SELECT CAST(:quota_kind AS integer), q.id, q.capacity, array_agg(m.ticket_type_id)
         FROM quotas q
         JOIN quota_ticket_types m ON m.quota_id = q.id
         WHERE q.id IN (SELECT quota_id FROM quota_ticket_types WHERE ticket_type_id = ANY(:ids))
@@ -107,42 +110,45 @@ _CAPACITIES = text(
         JOIN orders o ON o.id = i.order_id
         WHERE i.ticket_type_id IN (SELECT ticket_type_id FROM member_types)
           AND o.status = 'pending' AND o.expires_at > :now
+    ),
+    counted AS (
+        SELECT c.kind, c.id, c.total, c.members,
+               (SELECT coalesce(sum(t.quantity), 0) FROM taken t
+                WHERE t.ticket_type_id = ANY(c.members))::bigint AS used
+        FROM caps c
     )
-    SELECT c.kind, c.id, c.total, c.members,
-           (SELECT coalesce(sum(t.quantity), 0) FROM taken t
-            WHERE t.ticket_type_id = ANY(c.members))::bigint AS used
-    FROM caps c
-    ORDER BY c.kind, c.id
-    """
+"""
+_CAPACITIES = text(
+    f"WITH {COUNTED_CAPACITIES} SELECT kind, id, total, members, used FROM counted "
+    "ORDER BY kind, id"
 )
+
+
+def counted_parameters(ticket_type_ids: Iterable[int], now: datetime) -> dict:
+    """The parameters `COUNTED_CAPACITIES` takes."""
+    return {
+        "ids": sorted(set(ticket_type_ids)),
+        "now": now,
+        "type_kind": TICKET_TYPE_LOCK,
+        "quota_kind": QUOTA_LOCK,
+    }
+
+
+def capacity_of(row) -> Capacity:
+    """A `Capacity` from a row that starts (kind, id, total, members, used)."""
+    kind, cap_id, total, members, used_now = row[:5]
+    return Capacity(kind, cap_id, total, used_now, frozenset(members))
 
 
 def capacities(session: Session, ticket_type_ids: Iterable[int], now: datetime) -> list[Capacity]:
     """Every capacity the given ticket types draw on, with what is used of each now."""
-    rows = session.execute(
-        _CAPACITIES,
-        {
-            "ids": sorted(set(ticket_type_ids)),
-            "now": now,
-            "type_kind": TICKET_TYPE_LOCK,
-            "quota_kind": QUOTA_LOCK,
-        },
-    )
-    return [
-        Capacity(kind, cap_id, total, used_now, frozenset(members))
-        for kind, cap_id, total, members, used_now in rows
-    ]
+    rows = session.execute(_CAPACITIES, counted_parameters(ticket_type_ids, now))
+    return [capacity_of(row) for row in rows]
 
 
-def lock_capacities(session: Session, ticket_type_ids: Iterable[int]) -> frozenset[tuple[int, int]]:
-    """Take the transaction's advisory locks on each ticket type and quota involved, in order.
-
-    Two round trips: the quotas involved (and the lock timeout), then every lock in one
-    statement. Returns the (kind, id) locked, so that a caller can tell a quota that joined
-    in between from one it holds. Raises `Busy` if another transaction holds one for longer
-    than LOCK_TIMEOUT.
-    """
-    ids = sorted(set(ticket_type_ids))
+def _lock_statement(session: Session, ids: list[int]) -> tuple[list[tuple[int, int]], str, dict]:
+    """The (kind, id) to lock, and one statement that locks them in that order. Looks up the
+    quotas involved (and sets the lock timeout) on the way."""
     quota_ids = session.execute(
         text(
             "SELECT set_config('lock_timeout', :timeout, true), ARRAY(SELECT DISTINCT quota_id "
@@ -156,13 +162,51 @@ def lock_capacities(session: Session, ticket_type_ids: Iterable[int]) -> frozens
     params = {}
     for n, (kind, key) in enumerate(keys):
         params |= {f"k{n}": kind, f"v{n}": key}
+    return keys, f"SELECT {calls}", params
+
+
+@contextmanager
+def _busy_on_lock_timeout() -> Iterator[None]:
     try:
-        session.execute(text(f"SELECT {calls}"), params)
-    except OperationalError as exc:
-        if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+        yield
+    except (OperationalError, LockNotAvailable) as exc:
+        cause = getattr(exc, "orig", exc)
+        if getattr(cause, "sqlstate", None) == "55P03":  # lock_not_available
             raise Busy("tickets are being sold very fast; retry in a moment") from exc
         raise
+
+
+def lock_capacities(session: Session, ticket_type_ids: Iterable[int]) -> frozenset[tuple[int, int]]:
+    """Take the transaction's advisory locks on each ticket type and quota involved, in order.
+
+    Two round trips: the quotas involved (and the lock timeout), then every lock in one
+    statement. Returns the (kind, id) locked, so that a caller can tell a quota that joined
+    in between from one it holds. Raises `Busy` if another transaction holds one for longer
+    than LOCK_TIMEOUT.
+    """
+    keys, statement, params = _lock_statement(session, sorted(set(ticket_type_ids)))
+    with _busy_on_lock_timeout():
+        session.execute(text(statement), params)
     return frozenset(keys)
+
+
+def lock_capacities_then(
+    session: Session, ticket_type_ids: Iterable[int], statement: TextClause, params: dict
+) -> tuple[frozenset[tuple[int, int]], list[tuple]]:
+    """`lock_capacities`, then `statement`, sent together (psycopg's pipeline mode): the
+    statement runs the moment the locks are had, with no round trip to Python in between.
+    Returns what was locked and the statement's rows."""
+    keys, lock_sql, lock_params = _lock_statement(session, sorted(set(ticket_type_ids)))
+    dialect = session.get_bind().dialect
+    locking = text(lock_sql).compile(dialect=dialect)
+    following = statement.compile(dialect=dialect)
+    driver = session.connection().connection.driver_connection  # in this transaction
+    with _busy_on_lock_timeout():
+        with driver.pipeline():
+            driver.execute(str(locking), locking.construct_params(lock_params))
+            cursor = driver.execute(str(following), following.construct_params(params))
+        rows = cursor.fetchall()
+    return frozenset(keys), rows
 
 
 def lock_and_count(
@@ -176,9 +220,15 @@ def lock_and_count(
     ids = set(ticket_type_ids)
     locked = lock_capacities(session, ids)
     caps = capacities(session, ids, now)
+    check_all_locked(caps, locked)
+    return caps
+
+
+def check_all_locked(caps: list[Capacity], locked: frozenset[tuple[int, int]]) -> None:
+    """Raise `Busy` when a quota joined between taking the locks and counting (a retry takes
+    its lock too)."""
     if any((cap.kind, cap.id) not in locked for cap in caps):
         raise Busy("this event's ticket quotas changed a moment ago; retry")
-    return caps
 
 
 def shortfalls(capacities_now: list[Capacity], wanted: Mapping[int, int]) -> list[Capacity]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -65,27 +66,60 @@ class PlacedOrder:
     items: list[PlacedItem]
 
 
-# The order and its items in one statement (checkout runs it holding the capacities' locks).
-_INSERT_ORDER = text(
-    """
-    WITH new_order AS (
-        INSERT INTO orders (user_id, event_id, status, currency, subtotal_minor,
-                            discount_minor, total_minor, promo_code_id, expires_at)
-        VALUES (:user_id, :event_id, 'pending', :currency, :subtotal_minor,
-                :discount_minor, :total_minor, :promo_code_id, :expires_at)
-        RETURNING id, created_at
-    ), new_items AS (
-        INSERT INTO order_items (order_id, ticket_type_id, quantity, unit_price_minor)
-        SELECT new_order.id, line.ticket_type_id, line.quantity, line.unit_price_minor
-        FROM new_order,
-             unnest(CAST(:ticket_type_ids AS bigint[]), CAST(:quantities AS bigint[]),
+# Under the capacities' locks, one statement counts what each capacity has taken and, if the
+# order fits them all, writes it and its items; it returns the counts either way (for the
+# "sold out" answer). So the locks are held for this statement and the commit.
+_HOLD_IF_IT_FITS = text(
+    f"""
+    WITH {inventory.COUNTED_CAPACITIES},
+    wanted AS (
+        SELECT *
+        FROM unnest(CAST(:ids AS bigint[]), CAST(:quantities AS bigint[]),
                     CAST(:unit_prices AS bigint[]))
-                 WITH ORDINALITY AS line(ticket_type_id, quantity, unit_price_minor, n)
-        ORDER BY line.n
+            WITH ORDINALITY AS line(ticket_type_id, quantity, unit_price_minor, n)
+    ),
+    fits AS (
+        SELECT NOT EXISTS (
+            SELECT 1 FROM counted c
+            WHERE (SELECT sum(w.quantity) FROM wanted w WHERE w.ticket_type_id = ANY(c.members))
+                  > c.total - c.used
+        ) AS ok
+    ),
+    new_order AS (
+        INSERT INTO orders (id, user_id, event_id, status, currency, subtotal_minor,
+                            discount_minor, total_minor, promo_code_id, expires_at, created_at)
+        SELECT CAST(:id AS bigint), CAST(:user_id AS bigint), CAST(:event_id AS bigint),
+               CAST('pending' AS order_status), CAST(:currency AS varchar),
+               CAST(:subtotal_minor AS bigint), CAST(:discount_minor AS bigint),
+               CAST(:total_minor AS bigint), CAST(:promo_code_id AS bigint),
+               CAST(:expires_at AS timestamptz), CAST(:created_at AS timestamptz)
+        WHERE (SELECT ok FROM fits)
+        RETURNING id
+    ),
+    new_items AS (
+        INSERT INTO order_items (order_id, ticket_type_id, quantity, unit_price_minor)
+        SELECT new_order.id, w.ticket_type_id, w.quantity, w.unit_price_minor
+        FROM new_order, wanted w
+        ORDER BY w.n
     )
-    SELECT id, created_at FROM new_order
+    SELECT kind, id, total, members, used, (SELECT count(*) FROM new_order) AS placed
+    FROM counted
+    ORDER BY kind, id
     """
 )
+_ORDER_COLUMNS = (
+    "id",
+    "user_id",
+    "event_id",
+    "currency",
+    "subtotal_minor",
+    "discount_minor",
+    "total_minor",
+    "promo_code_id",
+    "expires_at",
+    "created_at",
+)
+_NEXT_ORDER_ID = text("SELECT nextval(pg_get_serial_sequence('orders', 'id'))")
 
 
 def _sales_open(event: Event, ticket_type: TicketType, now: datetime) -> bool:
@@ -137,8 +171,13 @@ def place_order(
     now: datetime,
     hold: timedelta,
     promo_code: str | None = None,
+    before_hold: Callable[[PlacedOrder], None] | None = None,
 ) -> PlacedOrder:
     """Create a pending order that holds its tickets until `now + hold`.
+
+    `before_hold` sees the order as it will be written, before the capacities are locked: what
+    it writes in the session commits with the order, or not at all, without lengthening the
+    time other buyers of the same tickets wait.
 
     Raises NotFound (unknown or unpublished event or ticket type), SalesClosed, OverOrderLimit,
     SoldOut (with what is left), InvalidInput (bad promo code, empty order) or Busy.
@@ -178,47 +217,51 @@ def place_order(
             )
     promo = _promo(session, event_id, promo_code, now) if promo_code else None
 
-    caps = inventory.lock_and_count(session, wanted, now)
-    if inventory.shortfalls(caps, wanted):
-        left = inventory.left_per_ticket_type(caps, wanted)
-        raise SoldOut("not enough tickets left", available=left)
-    if promo is not None:
-        _check_promo_uses(session, promo, now)
-
     subtotal = sum(types[t].price_minor * q for t, q in wanted.items())
     discount = _discount(promo, subtotal)
-    lines_in_order = sorted(wanted.items())
-    items = [
-        PlacedItem(type_id, quantity, types[type_id].price_minor)
-        for type_id, quantity in lines_in_order
-    ]
-    values = {
-        "user_id": user_id,
-        "event_id": event_id,
-        "currency": currencies.pop(),
-        "subtotal_minor": subtotal,
-        "discount_minor": discount,
-        "total_minor": subtotal - discount,
-        "promo_code_id": promo.id if promo else None,
-        "expires_at": now + hold,
-    }
-    order_id, created_at = session.execute(
-        _INSERT_ORDER,
-        {
-            **values,
-            "ticket_type_ids": [item.ticket_type_id for item in items],
-            "quantities": [item.quantity for item in items],
-            "unit_prices": [item.unit_price_minor for item in items],
-        },
-    ).one()
-    return PlacedOrder(
-        id=order_id,
+    placed = PlacedOrder(
+        id=session.scalar(_NEXT_ORDER_ID),
+        user_id=user_id,
+        event_id=event_id,
         status=OrderStatus.PENDING,
+        currency=currencies.pop(),
+        subtotal_minor=subtotal,
+        discount_minor=discount,
+        total_minor=subtotal - discount,
+        promo_code_id=promo.id if promo else None,
+        expires_at=now + hold,
         paid_at=None,
-        created_at=created_at,
-        items=items,
-        **values,
+        created_at=now,
+        items=[
+            PlacedItem(type_id, quantity, types[type_id].price_minor)
+            for type_id, quantity in sorted(wanted.items())
+        ],
     )
+    if before_hold is not None:
+        before_hold(placed)
+
+    write_if_it_fits = (
+        _HOLD_IF_IT_FITS,
+        {
+            **inventory.counted_parameters(wanted, now),
+            **{name: getattr(placed, name) for name in _ORDER_COLUMNS},
+            "quantities": [item.quantity for item in placed.items],
+            "unit_prices": [item.unit_price_minor for item in placed.items],
+        },
+    )
+    if promo is not None and promo.max_uses is not None:
+        locked = inventory.lock_capacities(session, wanted)
+        _check_promo_uses(session, promo, now)
+        rows = session.execute(*write_if_it_fits).all()
+    else:  # the usual case: the order is written the moment the locks are had
+        locked, rows = inventory.lock_capacities_then(session, wanted, *write_if_it_fits)
+    caps = [inventory.capacity_of(row) for row in rows]
+    inventory.check_all_locked(caps, locked)  # (raising rolls the order back)
+    placed_count = rows[0][5]
+    if not placed_count:
+        left = inventory.left_per_ticket_type(caps, wanted)
+        raise SoldOut("not enough tickets left", available=left)
+    return placed
 
 
 def expire_holds(session: Session, *, now: datetime) -> int:
