@@ -33,6 +33,7 @@ from api.models import (
 # Advisory-lock namespaces (the first key of pg_advisory_xact_lock(int, int)).
 TICKET_TYPE_LOCK = 1
 QUOTA_LOCK = 2
+PROMO_CODE_LOCK = 3  # a promo code with a use limit, which orders of any ticket type share
 LOCK_TIMEOUT = "3s"
 
 
@@ -146,9 +147,12 @@ def capacities(session: Session, ticket_type_ids: Iterable[int], now: datetime) 
     return [capacity_of(row) for row in rows]
 
 
-def _lock_statement(session: Session, ids: list[int]) -> tuple[list[tuple[int, int]], str, dict]:
-    """The (kind, id) to lock, and one statement that locks them in that order. Looks up the
-    quotas involved (and sets the lock timeout) on the way."""
+def _lock_statement(
+    session: Session, ids: list[int], promo_code_ids: Iterable[int] = ()
+) -> tuple[list[tuple[int, int]], str, dict]:
+    """The (kind, id) to lock, and one statement that locks them in that order (kinds, then
+    ids, ascending: every transaction takes them in one order, so none waits in a circle).
+    Looks up the quotas involved (and sets the lock timeout) on the way."""
     quota_ids = session.execute(
         text(
             "SELECT set_config('lock_timeout', :timeout, true), ARRAY(SELECT DISTINCT quota_id "
@@ -157,6 +161,7 @@ def _lock_statement(session: Session, ids: list[int]) -> tuple[list[tuple[int, i
         {"timeout": LOCK_TIMEOUT, "ids": ids},
     ).one()[1]
     keys = [(TICKET_TYPE_LOCK, i) for i in ids] + [(QUOTA_LOCK, q) for q in quota_ids]
+    keys += [(PROMO_CODE_LOCK, p) for p in sorted(set(promo_code_ids))]
     # Target-list expressions run left to right: the locks are taken in `keys` order.
     calls = ", ".join(f"pg_advisory_xact_lock(:k{n}, :v{n})" for n in range(len(keys)))
     params = {}
@@ -176,7 +181,9 @@ def _busy_on_lock_timeout() -> Iterator[None]:
         raise
 
 
-def lock_capacities(session: Session, ticket_type_ids: Iterable[int]) -> frozenset[tuple[int, int]]:
+def lock_capacities(
+    session: Session, ticket_type_ids: Iterable[int], promo_code_ids: Iterable[int] = ()
+) -> frozenset[tuple[int, int]]:
     """Take the transaction's advisory locks on each ticket type and quota involved, in order.
 
     Two round trips: the quotas involved (and the lock timeout), then every lock in one
@@ -184,7 +191,9 @@ def lock_capacities(session: Session, ticket_type_ids: Iterable[int]) -> frozens
     in between from one it holds. Raises `Busy` if another transaction holds one for longer
     than LOCK_TIMEOUT.
     """
-    keys, statement, params = _lock_statement(session, sorted(set(ticket_type_ids)))
+    keys, statement, params = _lock_statement(
+        session, sorted(set(ticket_type_ids)), promo_code_ids
+    )
     with _busy_on_lock_timeout():
         session.execute(text(statement), params)
     return frozenset(keys)

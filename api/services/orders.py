@@ -150,7 +150,7 @@ def _promo(session: Session, event_id: int, code: str, now: datetime) -> PromoCo
 
 
 def _check_promo_uses(session: Session, promo: PromoCode, now: datetime) -> None:
-    """Called under the inventory locks, so two buyers cannot both take the last use."""
+    """Called under the promo code's lock, so two buyers cannot both take the last use."""
     if promo.max_uses is None:
         return
     used = session.scalar(
@@ -250,7 +250,7 @@ def place_order(
         },
     )
     if promo is not None and promo.max_uses is not None:
-        locked = inventory.lock_capacities(session, wanted)
+        locked = inventory.lock_capacities(session, wanted, promo_code_ids=[promo.id])
         _check_promo_uses(session, promo, now)
         rows = session.execute(*write_if_it_fits).all()
     else:  # the usual case: the order is written the moment the locks are had

@@ -85,6 +85,32 @@ def test_promo_codes_discount_and_run_out(engine, make_event):
         place(engine, buyer, event_id, [LineRequest(tier, 1)], promo="EARLY")
 
 
+def test_a_promo_code_runs_out_once_across_ticket_types_bought_at_once(engine, make_event):
+    """Orders for different ticket types take no common capacity lock; the code's own lock
+    keeps 40 simultaneous buyers from all taking its last 5 uses."""
+    event_id, tiers, buyer = make_event(capacities=[50] * 8, price_minor=1000)
+    with unit_of_work(engine) as session:
+        five = PromoCode(
+            event_id=event_id, code="FIVE", kind=DiscountKind.FIXED, value=100, max_uses=5
+        )
+        session.add(five)
+
+    def attempt(n: int) -> str:
+        try:
+            place(engine, buyer, event_id, [LineRequest(tiers[n % len(tiers)], 1)], promo="FIVE")
+            return "discounted"
+        except DomainError as refused:
+            assert "used up" in str(refused)
+            return "used up"
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        outcomes = list(pool.map(attempt, range(40)))
+    assert (outcomes.count("discounted"), outcomes.count("used up")) == (5, 35)
+    with unit_of_work(engine) as session:
+        promo_id = session.scalar(select(PromoCode.id).where(PromoCode.event_id == event_id))
+        assert session.scalar(select(func.count()).where(Order.promo_code_id == promo_id)) == 5
+
+
 def _attempt(engine, buyer, event_id, lines) -> str:
     try:
         place(engine, buyer, event_id, lines)
