@@ -191,9 +191,7 @@ def lock_capacities(
     in between from one it holds. Raises `Busy` if another transaction holds one for longer
     than LOCK_TIMEOUT.
     """
-    keys, statement, params = _lock_statement(
-        session, sorted(set(ticket_type_ids)), promo_code_ids
-    )
+    keys, statement, params = _lock_statement(session, sorted(set(ticket_type_ids)), promo_code_ids)
     with _busy_on_lock_timeout():
         session.execute(text(statement), params)
     return frozenset(keys)

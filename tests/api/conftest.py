@@ -102,9 +102,16 @@ def _fresh_rate_limits():
 
 
 @pytest.fixture(scope="session")
-def live_api(payments: Settings, db_url: str, engine: Engine, tmp_path_factory):
+def live_api(payments: Settings, postgres: Settings, tmp_path_factory):
     """The API served over HTTP on a free port, paying through the embedded processor, whose
-    webhooks (every event) are sent to it."""
+    webhooks (every event) are sent to it.
+
+    Its database is its own: the API's hold sweeper runs on the real clock and would expire
+    the holds that service tests place at their fixed, past `NOW` in the `engine` database.
+    Tests read what the API wrote through `live_api.engine`."""
+    db_url = _fresh_database(postgres, "ticketflow_live")
+    migrate.upgrade(db_url)
+    engine = create_engine(db_url, pool_size=20, max_overflow=0)
     settings = payments.model_copy(
         update={
             "database_url": db_url.replace("postgresql+psycopg://", "postgresql://"),
@@ -119,3 +126,4 @@ def live_api(payments: Settings, db_url: str, engine: Engine, tmp_path_factory):
         httpx.post(f"{base}/_config/webhooks/api-tests", data=hook).raise_for_status()
         yield api
         httpx.delete(f"{base}/_config/webhooks/api-tests")
+    engine.dispose()
