@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test lint bench lock clean
+.PHONY: install browser demo up test lint bench lock clean
 
 install: $(STAMP)
 
@@ -14,12 +14,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# The browser tests (tests/dashboards/) drive the system's Chromium through Playwright (whose
+# own browser download is not used). Installed with apt-get when missing: as root, else sudo.
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium with apt-get (for the browser tests)"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-liberation; }
+
 demo: install
 	$(BIN)/ticketflow up --demo
 
 up: demo
 
-test: install
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -28,6 +38,7 @@ bench: install
 	$(BIN)/python bench/warehouse_http.py
 	$(BIN)/python bench/checkout.py
 	$(BIN)/python bench/cdc.py
+	$(BIN)/python bench/marts.py
 
 # Re-resolve the pinned set after changing pyproject.toml's dependencies.
 lock:

@@ -2,6 +2,8 @@
     materialized='incremental',
     unique_key='ledger_entry_id',
     incremental_strategy='delete+insert',
+    settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
+    query_settings={'lightweight_delete_mode': 'lightweight_update'},
     order_by='ledger_entry_id',
     partition_by='toYYYYMM(occurred_at)'
 ) }}

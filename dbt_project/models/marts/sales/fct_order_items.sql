@@ -1,32 +1,34 @@
 -- depends_on: {{ ref('stg_app__ledger_entries') }}
+-- depends_on: {{ ref('stg_app__orders') }}
 {{ config(
     materialized='incremental',
     unique_key='order_item_id',
     incremental_strategy='delete+insert',
+    settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
+    query_settings={'lightweight_delete_mode': 'lightweight_update'},
     order_by='order_item_id',
     partition_by='toYYYYMM(paid_at)'
 ) }}
-{#- Paid order lines with their share of the order's discount, fees and refunds. -#}
+{#- Paid order lines with their share of the order's discount, fees and refunds. Reads the
+    allocation's table, which this run has already brought up to date. -#}
 select
-    items.order_item_id as order_item_id,
-    items.order_id as order_id,
-    items.event_id as event_id,
-    items.ticket_type_id as ticket_type_id,
-    items.currency as currency,
-    items.paid_at as paid_at,
-    items.quantity as quantity,
-    items.gross_minor as gross_minor,
-    items.discount_minor as discount_minor,
-    items.fees_minor as fees_minor,
-    items.refunds_minor as refunds_minor,
-    items.adjustments_minor as adjustments_minor,
-    items.gross_minor - items.discount_minor - items.fees_minor - items.refunds_minor
-        - items.adjustments_minor as net_minor,
-    orders.synced_at as synced_at
-from {{ ref('int_order_money_allocated_to_items') }} as items
-inner join {{ ref('stg_app__orders') }} as orders on orders.order_id = items.order_id
+    order_item_id,
+    order_id,
+    event_id,
+    ticket_type_id,
+    currency,
+    paid_at,
+    quantity,
+    gross_minor,
+    discount_minor,
+    fees_minor,
+    refunds_minor,
+    adjustments_minor,
+    gross_minor - discount_minor - fees_minor - refunds_minor - adjustments_minor as net_minor,
+    synced_at
+from {{ ref('int_order_money_allocated_to_items') }}
 {% if is_incremental() %}
-where items.order_id in (
+where order_id in (
     select order_id from {{ ref('stg_app__orders') }}
     where synced_at > (select max(synced_at) from {{ this }}) - interval 1 hour
     union all
