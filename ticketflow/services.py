@@ -7,6 +7,7 @@ are not started: the platform uses those servers instead.
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import sys
 import urllib.error
@@ -15,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.orchestration.warehouse_env import dbt_environment
+from ticketflow.embedded.orchestration import HEALTH_PATH as DAGSTER_HEALTH_PATH
 from ticketflow.embedded.payments import HEALTH_PATH as PAYMENTS_HEALTH_PATH
 from ticketflow.embedded.postgres import STOP_SIGNAL as POSTGRES_STOP_SIGNAL
 from ticketflow.embedded.postgres import EmbeddedPostgres
@@ -142,11 +145,78 @@ def _cdc(settings: Settings) -> Service:
     )
 
 
+def _dagster(settings: Settings) -> Service:
+    url = f"http://{LOCALHOST}:{settings.dagster_port}"
+    return Service(
+        name="dagster",
+        argv=[
+            sys.executable,
+            "-m",
+            "ticketflow.embedded.orchestration",
+            "--home",
+            str(settings.data_path / "dagster"),
+            "--port",
+            str(settings.dagster_port),
+        ],
+        port=settings.dagster_port,
+        port_setting="TICKETFLOW_DAGSTER_PORT",
+        url=url,
+        is_ready=lambda: http_ok(f"{url}{DAGSTER_HEALTH_PATH}"),
+        # The definitions read this platform's settings; dbt reads the warehouse from
+        # TICKETFLOW_CLICKHOUSE_* (these override any inherited from the caller's shell).
+        env={
+            "DATABASE_URL": settings.effective_database_url,
+            "CLICKHOUSE_URL": settings.effective_clickhouse_url,
+            "TICKETFLOW_DATA_DIR": str(settings.data_path),
+            "TICKETFLOW_PAYMENTS_PORT": str(settings.payments_port),
+            **dbt_environment(settings),
+        },
+    )
+
+
+def _dashboards(settings: Settings) -> Service:
+    url = f"http://{LOCALHOST}:{settings.dashboards_port}"
+    # The entry script's path, found without running it (importing it would draw the app).
+    app = importlib.util.find_spec("dashboards.app").origin
+    return Service(
+        name="dashboards",
+        argv=[
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(app),
+            "--server.address",
+            LOCALHOST,
+            "--server.port",
+            str(settings.dashboards_port),
+            "--server.headless",
+            "true",
+            "--server.fileWatcherType",
+            "none",
+            "--client.toolbarMode",
+            "minimal",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        port=settings.dashboards_port,
+        port_setting="TICKETFLOW_DASHBOARDS_PORT",
+        url=url,
+        is_ready=lambda: http_ok(f"{url}/_stcore/health"),
+        # Read-only on the warehouse's marts; signs people in through the API.
+        env={
+            "CLICKHOUSE_URL": settings.effective_clickhouse_url,
+            "TICKETFLOW_DATA_DIR": str(settings.data_path),
+            "TICKETFLOW_API_PORT": str(settings.api_port),
+        },
+    )
+
+
 def embedded_services(settings: Settings) -> list[Service]:
     """The services to start, in dependency order (stopped in reverse).
 
     Embedded infrastructure only where the settings point nowhere else; the platform's own
-    processes (the API, the CDC relay) always.
+    processes (the API, the CDC relay, Dagster, the dashboards) always.
     """
     services = []
     if settings.embedded_postgres:
@@ -157,6 +227,8 @@ def embedded_services(settings: Settings) -> list[Service]:
         services.append(_payments(settings))
     services.append(_api(settings))
     services.append(_cdc(settings))
+    services.append(_dagster(settings))
+    services.append(_dashboards(settings))
     return services
 
 
@@ -180,6 +252,8 @@ def isolated_settings(data_dir: Path) -> Settings:
         payments_port=free_port(),
         api_port=free_port(),
         cdc_metrics_port=free_port(),
+        dagster_port=free_port(),
+        dashboards_port=free_port(),
     )
 
 

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     # Warn when the slot keeps more WAL than this (the relay is down or too slow).
     cdc_retained_wal_warn_mb: int = Field(default=1024, ge=1)
 
+    # --- orchestration ------------------------------------------------------------------
+    dagster_port: int = Field(default=3000, description="the embedded `dagster dev` web UI")
+
+    # --- dashboards ---------------------------------------------------------------------
+    dashboards_port: int = Field(default=8501, description="the Streamlit dashboards")
+
     @field_validator(
         "database_url",
         "clickhouse_url",

@@ -20,6 +20,8 @@ from dagster import (
     AssetKey,
     AssetSelection,
     AssetSpec,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
     Definitions,
     MaterializeResult,
     RunRequest,
@@ -102,7 +104,11 @@ reconciliation_job = define_asset_job(
 )
 
 
-@sensor(job=sales_marts_job, minimum_interval_seconds=60)
+# On from the start (Dagster's default is off): a platform that has just been started should
+# keep its marts fresh without someone switching each automation on first.
+@sensor(
+    job=sales_marts_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING
+)
 def new_cdc_data(context: SensorEvaluationContext):
     """Build the sales marts when the relay has synced past the last build's position."""
     client = clickhouse_connect.get_client(dsn=SETTINGS.effective_clickhouse_url)
@@ -121,8 +127,13 @@ defs = Definitions(
     asset_checks=[cdc_relay_is_fresh, books_balance],
     jobs=[sales_marts_job, reconciliation_job],
     schedules=[
-        ScheduleDefinition(job=sales_marts_job, cron_schedule="*/5 * * * *"),
-        ScheduleDefinition(job=reconciliation_job, cron_schedule="0 6 * * *"),
+        ScheduleDefinition(
+            job=job,
+            cron_schedule=cron,
+            execution_timezone="UTC",
+            default_status=DefaultScheduleStatus.RUNNING,
+        )
+        for job, cron in ((sales_marts_job, "*/5 * * * *"), (reconciliation_job, "0 6 * * *"))
     ],
     sensors=[new_cdc_data],
     resources={

@@ -25,7 +25,15 @@ def _env(data_dir: Path, **ports: int) -> dict[str, str]:
         if k not in ("DATABASE_URL", "CLICKHOUSE_URL", "STRIPE_API_KEY")
     }
     env["TICKETFLOW_DATA_DIR"] = str(data_dir)
-    for name in ("postgres", "warehouse", "payments", "api", "cdc_metrics"):
+    for name in (
+        "postgres",
+        "warehouse",
+        "payments",
+        "api",
+        "cdc_metrics",
+        "dagster",
+        "dashboards",
+    ):
         env[f"TICKETFLOW_{name.upper()}_PORT"] = str(ports.get(name) or free_port())
     return env
 
@@ -61,20 +69,22 @@ def test_up_starts_everything_and_a_signal_stops_every_process(tmp_path, stop_si
     process, lines = _start_up(env, tmp_path)
     descendants = psutil.Process(process.pid).children(recursive=True)
     try:
-        assert lines[:6] == [
+        assert lines[:8] == [
             f"postgres   postgresql://postgres@127.0.0.1:{env['TICKETFLOW_POSTGRES_PORT']}/postgres",
             f"warehouse  http://127.0.0.1:{env['TICKETFLOW_WAREHOUSE_PORT']}",
             f"payments   http://127.0.0.1:{env['TICKETFLOW_PAYMENTS_PORT']}",
             f"api        http://127.0.0.1:{env['TICKETFLOW_API_PORT']}",
             f"api docs   http://127.0.0.1:{env['TICKETFLOW_API_PORT']}/docs",
             f"cdc        http://127.0.0.1:{env['TICKETFLOW_CDC_METRICS_PORT']}/metrics",
+            f"dagster    http://127.0.0.1:{env['TICKETFLOW_DAGSTER_PORT']}",
+            f"dashboards http://127.0.0.1:{env['TICKETFLOW_DASHBOARDS_PORT']}",
         ]
         api = f"http://127.0.0.1:{env['TICKETFLOW_API_PORT']}"
         assert httpx.get(f"{api}/ready").json() == {"status": "ok", "database": "up"}
         assert httpx.get(f"{api}/events").json()["total"] == 0  # migrated, empty
         status = _run(["status"], env, tmp_path)
         assert status.returncode == 0, status.stdout
-        assert status.stdout.count(" up ") == 5
+        assert status.stdout.count(" up ") == 7
 
         second = _run(["up"], env, tmp_path)
         assert second.returncode == 1

@@ -36,6 +36,8 @@ def test_defaults_are_the_embedded_platform():
         "payments",
         "api",
         "cdc",
+        "dagster",
+        "dashboards",
     ]
 
 
@@ -48,7 +50,13 @@ def test_conventional_names_and_prefix_both_work(monkeypatch):
     assert settings.effective_clickhouse_url == "https://ch.internal:8443"
     assert settings.payments_port == 9999
     # Parts that point elsewhere are not started; the platform's own processes are.
-    assert [s.name for s in embedded_services(settings)] == ["payments", "api", "cdc"]
+    assert [s.name for s in embedded_services(settings)] == [
+        "payments",
+        "api",
+        "cdc",
+        "dagster",
+        "dashboards",
+    ]
 
 
 def test_dotenv_file_is_honoured():
@@ -68,3 +76,20 @@ def test_empty_values_mean_embedded():
         "warehouse",
         "payments",
     ]
+
+
+def test_dagster_and_its_dbt_use_the_platforms_warehouse_and_data_dir(monkeypatch):
+    monkeypatch.setenv("CLICKHOUSE_URL", "https://reporter:s%40cret@ch.internal:8443")
+    monkeypatch.setenv("TICKETFLOW_DATA_DIR", "/srv/tf")
+    monkeypatch.setenv("TICKETFLOW_DAGSTER_PORT", "3100")
+    dagster = next(s for s in embedded_services(Settings()) if s.name == "dagster")
+    assert dagster.port == 3100 and dagster.url == "http://127.0.0.1:3100"
+    assert dagster.argv[-4:] == ["--home", "/srv/tf/dagster", "--port", "3100"]
+    assert dagster.env["CLICKHOUSE_URL"] == "https://reporter:s%40cret@ch.internal:8443"
+    assert {k: v for k, v in dagster.env.items() if k.startswith("TICKETFLOW_CLICKHOUSE_")} == {
+        "TICKETFLOW_CLICKHOUSE_HOST": "ch.internal",
+        "TICKETFLOW_CLICKHOUSE_PORT": "8443",
+        "TICKETFLOW_CLICKHOUSE_USER": "reporter",
+        "TICKETFLOW_CLICKHOUSE_PASSWORD": "s@cret",
+        "TICKETFLOW_CLICKHOUSE_SECURE": "true",
+    }

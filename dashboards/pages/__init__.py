@@ -1,0 +1,1 @@
+"""The dashboards' pages: scripts that `dashboards/app.py` runs through `st.navigation`."""
