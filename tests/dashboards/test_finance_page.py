@@ -46,7 +46,7 @@ CHROMIUM_ARGS = [
 ]
 
 # The mart's columns and types as `dbt build` makes them (DESCRIBE marts.rpt_reconciliation
-# after building dbt_project/models/marts/finance/rpt_reconciliation.sql, 2026-11-25).
+# after building dbt_project/models/marts/finance/rpt_reconciliation.sql, 2026-12-06).
 MART = """
 CREATE TABLE marts.rpt_reconciliation (
     item_type String, internal_id Int64, order_id Int64, event_id Int64,
@@ -55,8 +55,9 @@ CREATE TABLE marts.rpt_reconciliation (
     expected_gross_minor Int64, actual_gross_minor Int64, expected_fee_minor Int64,
     actual_fee_minor Int64, expected_net_minor Int64, actual_net_minor Int64, disputed Bool,
     found_at_processor UInt8, occurred_at Nullable(DateTime64(6, 'UTC')), variance_minor Int64,
-    status String
-) ENGINE = MergeTree ORDER BY tuple()
+    status String, charge_key String, charge_noticed_at DateTime64(6, 'UTC'),
+    built_at DateTime64(6, 'UTC')
+) ENGINE = MergeTree ORDER BY charge_key
 """
 
 

@@ -1,7 +1,7 @@
 """`ticketflow report reconciliation` as finance runs it, against a real warehouse process.
 
 The warehouse holds a `marts.rpt_reconciliation` with the very column types `dbt build` gives
-the real model (DESCRIBE after tests/pipelines/test_finance_end_to_end.py, 2026-11-25), and
+the real model (DESCRIBE after tests/pipelines/test_finance_end_to_end.py, 2026-12-06), and
 rows for every status, currencies with 0, 2 and 3 decimal places, the edges of the period and
 items outside it. tests/dashboards/test_reconciliation_report_from_the_pipeline.py runs the
 same command on the mart the real pipeline builds.
@@ -38,8 +38,9 @@ CREATE TABLE marts.rpt_reconciliation (
     expected_gross_minor Int64, actual_gross_minor Int64, expected_fee_minor Int64,
     actual_fee_minor Int64, expected_net_minor Int64, actual_net_minor Int64, disputed Bool,
     found_at_processor UInt8, occurred_at Nullable(DateTime64(6, 'UTC')), variance_minor Int64,
-    status String
-) ENGINE = MergeTree ORDER BY tuple()
+    status String, charge_key String, charge_noticed_at DateTime64(6, 'UTC'),
+    built_at DateTime64(6, 'UTC')
+) ENGINE = MergeTree ORDER BY charge_key
 """
 
 

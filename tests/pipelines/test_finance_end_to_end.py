@@ -1,14 +1,13 @@
 """Orders, payments, partial refunds and a dispute through the API -> CDC -> processor
 ingestion -> `dbt build` all green -> the reconciliation lists every payment as it should,
 every settled transaction appears under its payout with the balance rolled forward, and
-injected mismatches show up with the right status and variance."""
+injected mismatches show up with the right status and variance. The second build is the
+frequent incremental one (Dagster's `sales_marts` job), and what it leaves equals a full
+refresh."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,16 +19,16 @@ import pytest
 
 from pipelines.cdc.__main__ import sync as cdc_sync
 from pipelines.orchestration import checks
-from pipelines.orchestration.warehouse_env import dbt_environment
+from pipelines.orchestration.dbt_builds import EVERY_ROW, FREQUENT_BUILD_ARGS
 from pipelines.stripe_ingest.ingest import ingest_from_settings
 from tests.api.organizing import publish_event
+from tests.pipelines.dbt_runs import contents, dbt
 from ticketflow.embedded.payments import PAYOUTS_RUN_PATH
 from ticketflow.services import isolated_settings, service_named
 from ticketflow.settings import Settings
 from ticketflow.supervisor import run_services
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "long enough password"
 
 
@@ -62,32 +61,6 @@ def _buy(buyer: httpx.Client, event_id: int, tier: int, quantity: int, card: str
     paid = buyer.post(f"/orders/{order.json()['id']}/payments", json={"payment_method": card})
     paid.raise_for_status()
     return {**order.json(), **paid.json()}
-
-
-def _dbt(settings: Settings, work: Path, *command: str) -> subprocess.CompletedProcess:
-    """dbt with a target and log folder of its own, so that concurrent runs of the project
-    (other tests, Dagster) do not write over each other's manifest and logs."""
-    dbt = Path(sys.executable).with_name("dbt")
-    project = str(ROOT / "dbt_project")
-    return subprocess.run(
-        [
-            str(dbt),
-            *command,
-            "--project-dir",
-            project,
-            "--profiles-dir",
-            project,
-            "--target-path",
-            str(work / "target"),
-            "--log-path",
-            str(work / "logs"),
-        ],
-        env={**os.environ, **dbt_environment(settings)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def _rows(ch, sql: str, key: str, **parameters) -> dict:
@@ -199,7 +172,7 @@ def test_the_books_reconcile_and_mismatches_are_caught(platform: Settings, tmp_p
 
     cdc_sync(platform)
     ingest_from_settings(platform)
-    build = _dbt(platform, tmp_path, "build")
+    build = dbt(platform, tmp_path, "build")
     assert build.returncode == 0, build.stdout[-4000:]
     ch = clickhouse_connect.get_client(dsn=platform.effective_clickhouse_url)
     rows = _reconciliation(ch)
@@ -244,7 +217,7 @@ def test_the_books_reconcile_and_mismatches_are_caught(platform: Settings, tmp_p
 
     # Source freshness works against the warehouse front: every table with rows is fresh;
     # check_ins has none yet, which dbt reads as stale, so it only warns.
-    freshness = _dbt(platform, tmp_path, "source", "freshness")
+    freshness = dbt(platform, tmp_path, "source", "freshness")
     assert freshness.returncode == 0, freshness.stdout[-4000:]
     results = json.loads((tmp_path / "target" / "sources.json").read_text())["results"]
     statuses = {result["unique_id"].split(".", 2)[2]: result["status"] for result in results}
@@ -280,8 +253,9 @@ def test_the_books_reconcile_and_mismatches_are_caught(platform: Settings, tmp_p
             (orders[2]["id"],),
         )
     cdc_sync(platform)
-    build = _dbt(platform, tmp_path, "build")
+    build = dbt(platform, tmp_path, *FREQUENT_BUILD_ARGS)
     assert build.returncode == 0, build.stdout[-4000:]
+    assert "incremental model" in build.stdout  # the incremental path, not a first build
     rows = _reconciliation(ch)
     mismatch = rows[("payment", paid_charge)]
     assert (mismatch["status"], mismatch["variance_minor"]) == ("amount_mismatch", -25)
@@ -326,3 +300,22 @@ def test_the_books_reconcile_and_mismatches_are_caught(platform: Settings, tmp_p
     }
     assert len(since_first) == 2
     assert _without_net(_settled_by(ch, second["payout_id"])) == since_first
+
+    # The incremental path left what a full refresh computes from scratch, to the row.
+    incremental = contents(ch)
+    assert len(incremental) == 17 and all(rows for rows, _ in incremental.values())
+    rebuilt = dbt(platform, tmp_path, "build", "--full-refresh")
+    assert rebuilt.returncode == 0, rebuilt.stdout[-4000:]
+    assert contents(ch) == incremental
+
+    # Each build tests the rows it wrote: a duplicate order planted with an earlier build's
+    # stamp is not this build's to find, and testing every row (the daily job) finds it.
+    ch.command(
+        "INSERT INTO marts.fct_orders SELECT * REPLACE (built_at - INTERVAL 1 DAY AS built_at) "
+        "FROM marts.fct_orders LIMIT 1"
+    )
+    scoped = dbt(platform, tmp_path, "test", "--select", "fct_orders")
+    assert scoped.returncode == 0, scoped.stdout[-4000:]
+    every_row = dbt(platform, tmp_path, "test", "--select", "fct_orders", *EVERY_ROW)
+    assert every_row.returncode == 1, every_row.stdout[-4000:]
+    assert "FAIL 1 unique_fct_orders_order_id" in every_row.stdout

@@ -1,3 +1,5 @@
+-- depends_on: {{ ref('stg_app__order_versions') }}
+-- depends_on: {{ ref('stg_app__ledger_entry_versions') }}
 {{ config(
     materialized='incremental',
     unique_key='order_item_id',
@@ -14,16 +16,9 @@
     fct_order_items read it instead of computing it again. Incremental: the orders whose
     row or ledger entries were synced since the last run, less a lookback for CDC rows that
     arrive late, are computed again. -#}
-{#- (A unit test renders the model with no relation of its own: not incremental.) -#}
 {%- set only_changed_orders -%}
-    {%- if this.schema and is_incremental() %}
-    where order_id in (
-        select order_id from {{ ref('stg_app__orders') }}
-        where synced_at > (select max(synced_at) from {{ this }}) - interval 1 hour
-        union all
-        select order_id from {{ ref('stg_app__ledger_entries') }}
-        where synced_at > (select max(synced_at) from {{ this }}) - interval 1 hour
-    )
+    {%- if incremental_run() %}
+    where order_id in ({{ orders_changed_since(changed_since('synced_at')) }})
     {%- endif %}
 {%- endset %}
 with items as (
@@ -108,6 +103,7 @@ select
     intDiv(order_adjustments_minor * gross_minor, divisor)
         + if(order_item_id = largest_item_id, adjustments_rest, 0) as adjustments_minor,
     -- when the CDC relay wrote the order's latest version (the incremental cursor)
-    synced_at
+    synced_at,
+    {{ build_stamp() }} as built_at
 from per_order
 array join lines as line

@@ -12,7 +12,8 @@ select
     events.sales_end_at as sales_end_at,
     venues.venue_name as venue_name,
     venues.city as city,
-    venues.country as country
+    venues.country as country,
+    {{ build_stamp() }} as built_at
 from {{ ref('stg_app__events') }} as events
 left join {{ ref('stg_app__organizers') }} as organizers
     on organizers.organizer_id = events.organizer_id

@@ -1,5 +1,6 @@
 select
     organizer_id,
     organizer_name,
-    created_at
+    created_at,
+    {{ build_stamp() }} as built_at
 from {{ ref('stg_app__organizers') }}

@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('stg_app__ledger_entry_versions') }}
 {{ config(
     materialized='incremental',
     unique_key='ledger_entry_id',
@@ -10,8 +11,12 @@
 {#- Every monetary movement; append-only at the source, so new rows are all there is. -#}
 select
     *,
-    toDate(occurred_at) as occurred_on
+    toDate(occurred_at) as occurred_on,
+    {{ build_stamp() }} as built_at
 from {{ ref('stg_app__ledger_entries') }}
-{% if is_incremental() %}
-where synced_at > (select max(synced_at) from {{ this }}) - interval 1 hour
+{% if incremental_run() %}
+where ledger_entry_id in (
+    select ledger_entry_id from {{ ref('stg_app__ledger_entry_versions') }}
+    where synced_at > {{ changed_since('synced_at') }}
+)
 {% endif %}

@@ -110,5 +110,6 @@ select
         settled_count != listed_count, 'transactions_missing',
         settled_net_minor != amount_minor, 'out_of_balance',
         'balanced'
-    ) as settlement_status
+    ) as settlement_status,
+    {{ build_stamp() }} as built_at
 from rolled_forward

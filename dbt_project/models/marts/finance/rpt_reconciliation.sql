@@ -1,23 +1,47 @@
+{{ config(
+    materialized='incremental',
+    unique_key='charge_key',
+    incremental_strategy='delete+insert',
+    settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
+    query_settings={'lightweight_delete_mode': 'lightweight_update'},
+    order_by='charge_key'
+) }}
 {#- Every internal payment and refund beside the processor's balance transaction and payout:
     expected (our records and the contracted card pricing) against actual (the processor).
-    Processor transactions of ours with no internal row are listed as `missing_internally`. -#}
+    Processor transactions of ours with no internal row are listed as `missing_internally`.
+    Incremental, per charge: the rows of every charge noticed changed since the last run
+    (`int_charges_changed`) are computed again and replace the charge's rows (`charge_key` is
+    the replaced group, not a row key). -#}
 {#- The contracted card pricing: basis points of the amount (rounded half up) plus a fixed fee. -#}
 {%- set fee_basis_points = var('card_fee_basis_points', 290) -%}
 {%- set fee_fixed = var('card_fee_fixed_minor', 30) -%}
-with transactions as (
-    select * from {{ ref('stg_stripe__balance_transactions') }}
+{%- set keys -%}
+    {{ charges_noticed_since_last_run() }}
+{%- endset %}
+with charges as (
+    select charge_id, disputed from {{ ref('stg_stripe__charges') }}
+    {% if incremental_run() %}where charge_id in ({{ keys }}){% endif %}
 ),
 
-charges as (
-    select * from {{ ref('stg_stripe__charges') }}
+transactions as (
+    select * from {{ ref('fct_balance_transactions') }}
+    {% if incremental_run() %}where charge_id in ({{ keys }}){% endif %}
 ),
 
 payments as (
-    select * from {{ ref('fct_payments') }} where payment_status = 'succeeded'
+    select * from {{ ref('fct_payments') }}
+    where payment_status = 'succeeded'
+    {% if incremental_run() %}and charge_key in ({{ keys }}){% endif %}
 ),
 
 refunds as (
-    select * from {{ ref('fct_refunds') }} where refund_status = 'succeeded'
+    select refunds.*, payments.charge_key as charge_key
+    from {{ ref('fct_refunds') }} as refunds
+    inner join (
+        select payment_id, charge_key from {{ ref('fct_payments') }}
+        {% if incremental_run() %}where charge_key in ({{ keys }}){% endif %}
+    ) as payments on payments.payment_id = refunds.payment_id
+    where refunds.refund_status = 'succeeded'
 ),
 
 payment_rows as (
@@ -27,6 +51,7 @@ payment_rows as (
         payments.order_id as order_id,
         payments.event_id as event_id,
         payments.provider_charge_id as processor_object_id,
+        payments.charge_key as charge_key,
         payments.currency as currency,
         payments.amount_minor as expected_gross_minor,
         intDiv(payments.amount_minor * {{ fee_basis_points }} + 5000, 10000) + {{ fee_fixed }}
@@ -44,20 +69,13 @@ refund_rows as (
         refunds.order_id as order_id,
         refunds.event_id as event_id,
         refunds.provider_refund_id as processor_object_id,
+        refunds.charge_key as charge_key,
         refunds.currency as currency,
         -refunds.amount_minor as expected_gross_minor,
         toInt64(0) as expected_fee_minor,
         false as disputed,
         refunds.created_at as occurred_at
     from refunds
-),
-
-ours as (
-    -- Processor objects TicketFlow made: charges carrying our order key, and their refunds.
-    select charge_id from charges where ticketflow_order_id is not null
-    union all
-    select processor_refund_id from {{ ref('stg_stripe__refunds') }}
-    where charge_id in (select charge_id from charges where ticketflow_order_id is not null)
 ),
 
 internal as (
@@ -85,12 +103,15 @@ matched as (
         transactions.net_minor as actual_net_minor,
         internal.disputed as disputed,
         transactions.balance_transaction_id != '' as found_at_processor,
-        internal.occurred_at as occurred_at
+        internal.occurred_at as occurred_at,
+        internal.charge_key as charge_key
     from internal
     left join transactions on transactions.source_id = internal.processor_object_id
 ),
 
 ours_at_processor_only as (
+    -- charges carrying our order key and their refunds, with no row of ours; other apps on
+    -- the account are not ours to match
     select
         if(transactions.transaction_type = 'refund', 'refund', 'payment') as item_type,
         toInt64(0) as internal_id,
@@ -109,16 +130,18 @@ ours_at_processor_only as (
         transactions.net_minor as actual_net_minor,
         false as disputed,
         true as found_at_processor,
-        transactions.created_at as occurred_at
+        transactions.created_at as occurred_at,
+        assumeNotNull(transactions.charge_id) as charge_key
     from transactions
-    where transactions.source_id in (ours)  -- other apps on the account are not ours to match
-      and transactions.source_id not in (
-          select processor_object_id from internal where processor_object_id is not null
-      )
+    where transactions.is_ticketflow
+        and transactions.source_type in ('charge', 'refund')
+        and transactions.source_id not in (
+            select processor_object_id from internal where processor_object_id is not null
+        )
 )
 
 select
-    *,
+    rows.* except (charge_key),
     coalesce(actual_net_minor, 0) - expected_net_minor as variance_minor,
     multiIf(
         internal_id = 0, 'missing_internally',
@@ -128,9 +151,17 @@ select
             or actual_fee_minor != expected_fee_minor, 'amount_mismatch',
         payout_id is null or payout_id = '', 'pending_payout',
         'matched'
-    ) as status
+    ) as status,
+    rows.charge_key as charge_key,
+    -- the incremental cursor: when the charge was last noticed changed
+    noticed.noticed_at as charge_noticed_at,
+    {{ build_stamp() }} as built_at
 from (
     select * from matched
     union all
     select * from ours_at_processor_only
-)
+) as rows
+left join (
+    select charge_key, built_at as noticed_at from {{ ref('int_charges_changed') }}
+    {% if incremental_run() %}where charge_key in ({{ keys }}){% endif %}
+) as noticed on noticed.charge_key = rows.charge_key

@@ -1,5 +1,5 @@
--- depends_on: {{ ref('stg_app__ledger_entries') }}
--- depends_on: {{ ref('stg_app__orders') }}
+-- depends_on: {{ ref('stg_app__order_versions') }}
+-- depends_on: {{ ref('stg_app__ledger_entry_versions') }}
 {{ config(
     materialized='incremental',
     unique_key='order_item_id',
@@ -25,14 +25,9 @@ select
     refunds_minor,
     adjustments_minor,
     gross_minor - discount_minor - fees_minor - refunds_minor - adjustments_minor as net_minor,
-    synced_at
+    synced_at,
+    {{ build_stamp() }} as built_at
 from {{ ref('int_order_money_allocated_to_items') }}
-{% if is_incremental() %}
-where order_id in (
-    select order_id from {{ ref('stg_app__orders') }}
-    where synced_at > (select max(synced_at) from {{ this }}) - interval 1 hour
-    union all
-    select order_id from {{ ref('stg_app__ledger_entries') }}
-    where synced_at > (select max(synced_at) from {{ this }}) - interval 1 hour
-)
+{% if incremental_run() %}
+where order_id in ({{ orders_changed_since(changed_since('synced_at')) }})
 {% endif %}

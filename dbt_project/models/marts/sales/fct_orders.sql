@@ -1,3 +1,5 @@
+-- depends_on: {{ ref('stg_app__order_versions') }}
+-- depends_on: {{ ref('stg_app__ledger_entry_versions') }}
 {{ config(
     materialized='incremental',
     unique_key='order_id',
@@ -11,12 +13,8 @@
     orders synced since the last run, less a lookback for CDC rows that arrive late. -#}
 with orders as (
     select * from {{ ref('stg_app__orders') }}
-    {% if is_incremental() %}
-    where synced_at > (select max(synced_at) from {{ this }}) - interval 1 hour
-       or order_id in (
-           select order_id from {{ ref('stg_app__ledger_entries') }}
-           where synced_at > (select max(synced_at) from {{ this }}) - interval 1 hour
-       )
+    {% if incremental_run() %}
+    where order_id in ({{ orders_changed_since(changed_since('synced_at')) }})
     {% endif %}
 ),
 
@@ -28,7 +26,12 @@ ledger as (
         sumIf(-amount_minor, kind = 'refund') as refunds_minor,
         sumIf(-amount_minor, kind = 'adjustment') as adjustments_minor
     from {{ ref('stg_app__ledger_entries') }}
-    where order_id in (select order_id from orders)
+    {% if incremental_run() %}
+    where ledger_entry_id in (
+        select ledger_entry_id from {{ ref('stg_app__ledger_entry_versions') }}
+        where order_id in (select order_id from orders)
+    )
+    {% endif %}
     group by order_id
 )
 
@@ -48,6 +51,7 @@ select
     paid_minor - fees_minor - refunds_minor - adjustments_minor as net_minor,
     orders.created_at as created_at,
     orders.paid_at as paid_at,
-    orders.synced_at as synced_at
+    orders.synced_at as synced_at,
+    {{ build_stamp() }} as built_at
 from orders
 left join ledger on ledger.order_id = orders.order_id

@@ -8,7 +8,8 @@ select
     sum(sales.fees_minor) as fees_minor,
     sum(sales.refunds_minor) as refunds_minor,
     sum(sales.adjustments_minor) as adjustments_minor,
-    sum(sales.net_minor) as net_minor
+    sum(sales.net_minor) as net_minor,
+    {{ build_stamp() }} as built_at
 from {{ ref('rpt_daily_sales') }} as sales
 inner join {{ ref('dim_organizers') }} as organizers
     on organizers.organizer_id = sales.organizer_id

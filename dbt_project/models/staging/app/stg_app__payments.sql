@@ -12,5 +12,6 @@ select
     failure_code,
     disputed,
     created_at,
-    succeeded_at
+    succeeded_at,
+    _peerdb_synced_at as synced_at
 from {{ cdc_live('app', 'payments') }}

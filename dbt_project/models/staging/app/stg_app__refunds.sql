@@ -7,5 +7,6 @@ select
     reason,
     status as refund_status,
     provider_refund_id,
-    created_at
+    created_at,
+    _peerdb_synced_at as synced_at
 from {{ cdc_live('app', 'refunds') }}

@@ -10,5 +10,6 @@ select
     status as transaction_status,
     available_on,
     created as created_at,
-    payout as payout_id
+    payout as payout_id,
+    _ingested_at as ingested_at
 from {{ source('stripe', 'stripe_balance_transactions') }} final

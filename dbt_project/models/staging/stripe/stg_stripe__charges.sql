@@ -8,5 +8,6 @@ select
     balance_transaction as balance_transaction_id,
     disputed,
     metadata_order_id as ticketflow_order_id,  -- NULL: not made by TicketFlow
-    created as created_at
+    created as created_at,
+    _ingested_at as ingested_at
 from {{ source('stripe', 'stripe_charges') }} final

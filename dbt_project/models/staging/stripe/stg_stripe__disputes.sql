@@ -7,5 +7,6 @@ select
     status as dispute_status,
     reason,
     balance_transaction_ids,
-    created as created_at
+    created as created_at,
+    _ingested_at as ingested_at
 from {{ source('stripe', 'stripe_disputes') }} final

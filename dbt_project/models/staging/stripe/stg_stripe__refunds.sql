@@ -6,5 +6,6 @@ select
     currency,
     status as refund_status,
     balance_transaction as balance_transaction_id,
-    created as created_at
+    created as created_at,
+    _ingested_at as ingested_at
 from {{ source('stripe', 'stripe_refunds') }} final
