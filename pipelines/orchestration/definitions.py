@@ -4,8 +4,10 @@
 - the processor's objects (`raw.stripe_*`) are one Python asset the marts depend on;
 - the CDC relay's raw tables are an external asset with a freshness check;
 - "books balance" checks the sales marts against PostgreSQL per event;
-- the sales marts build every few minutes and when new CDC data has arrived; the
-  reconciliation daily.
+- the sales marts build every few minutes and when new CDC data has arrived (the tables and
+  incremental models, each test on the rows its table's latest build wrote); the
+  reconciliation daily (the processor's objects, then every model, every row tested). The
+  dbt arguments of both are in `pipelines/orchestration/dbt_builds.py`.
 """
 
 import os
@@ -20,22 +22,32 @@ from dagster import (
     AssetKey,
     AssetSelection,
     AssetSpec,
+    Config,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
     MaterializeResult,
     RunRequest,
     ScheduleDefinition,
+    ScheduleEvaluationContext,
     SensorEvaluationContext,
     SkipReason,
     asset,
     asset_check,
     define_asset_job,
+    schedule,
     sensor,
 )
-from dagster_dbt import DbtCliResource, DbtProject, dbt_assets, get_asset_key_for_model
+from dagster_dbt import (
+    DbtCliResource,
+    DbtProject,
+    build_dbt_asset_selection,
+    dbt_assets,
+    get_asset_key_for_model,
+)
 
 from pipelines.orchestration import checks
+from pipelines.orchestration.dbt_builds import EVERY_ROW, FREQUENT_EXCLUDE, NO_UNIT_TESTS
 from pipelines.orchestration.warehouse_env import dbt_environment
 from pipelines.stripe_ingest.ingest import ingest_from_settings
 from ticketflow.settings import get_settings
@@ -60,9 +72,16 @@ CDC_TABLES = AssetSpec(
 )
 
 
+class DbtBuildConfig(Config):
+    test_every_row: bool = False  # else each test reads its table's latest build only
+
+
 @dbt_assets(manifest=DBT_PROJECT.manifest_path)
-def ticketflow_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):
-    yield from dbt.cli(["build"], context=context).stream()
+def ticketflow_dbt_models(
+    context: AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig
+):
+    arguments = ["build", *NO_UNIT_TESTS, *(EVERY_ROW if config.test_every_row else ())]
+    yield from dbt.cli(arguments, context=context).stream()
 
 
 @asset(
@@ -96,12 +115,38 @@ def books_balance() -> AssetCheckResult:
     )
 
 
-DBT_MODELS = AssetSelection.assets(ticketflow_dbt_models)
-sales_marts_job = define_asset_job("sales_marts", selection=DBT_MODELS)
+sales_marts_job = define_asset_job(
+    "sales_marts",
+    selection=build_dbt_asset_selection([ticketflow_dbt_models], dbt_exclude=FREQUENT_EXCLUDE),
+)
 reconciliation_job = define_asset_job(
     "reconciliation",
-    selection=AssetSelection.assets(stripe_objects) | DBT_MODELS,
+    selection=AssetSelection.assets(stripe_objects) | AssetSelection.assets(ticketflow_dbt_models),
+    config={"ops": {"ticketflow_dbt_models": {"config": {"test_every_row": True}}}},
 )
+
+
+WAITING_FOR_THE_FULL_BUILD = (
+    "the staging views do not exist yet: the sales marts build starts after the first full "
+    "build (the reconciliation job, or `dbt build`)"
+)
+
+
+def _views_built(client) -> bool:
+    """The frequent build leaves the views out: they must exist before it can run."""
+    return bool(client.command("SELECT count() FROM system.tables WHERE database = 'staging'"))
+
+
+@schedule(
+    job=sales_marts_job,
+    cron_schedule="*/5 * * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+)
+def sales_marts_schedule(context: ScheduleEvaluationContext):
+    if not _views_built(clickhouse_connect.get_client(dsn=SETTINGS.effective_clickhouse_url)):
+        return SkipReason(WAITING_FOR_THE_FULL_BUILD)
+    return RunRequest()
 
 
 # On from the start (Dagster's default is off): a platform that has just been started should
@@ -112,6 +157,8 @@ reconciliation_job = define_asset_job(
 def new_cdc_data(context: SensorEvaluationContext):
     """Build the sales marts when the relay has synced past the last build's position."""
     client = clickhouse_connect.get_client(dsn=SETTINGS.effective_clickhouse_url)
+    if not _views_built(client):
+        return SkipReason(WAITING_FOR_THE_FULL_BUILD)
     rows = client.query(
         f"SELECT max(confirmed_lsn) FROM {SETTINGS.cdc_database}._relay_status WHERE rows > 0"
     ).result_rows
@@ -127,13 +174,13 @@ defs = Definitions(
     asset_checks=[cdc_relay_is_fresh, books_balance],
     jobs=[sales_marts_job, reconciliation_job],
     schedules=[
+        sales_marts_schedule,
         ScheduleDefinition(
-            job=job,
-            cron_schedule=cron,
+            job=reconciliation_job,
+            cron_schedule="0 6 * * *",
             execution_timezone="UTC",
             default_status=DefaultScheduleStatus.RUNNING,
-        )
-        for job, cron in ((sales_marts_job, "*/5 * * * *"), (reconciliation_job, "0 6 * * *"))
+        ),
     ],
     sensors=[new_cdc_data],
     resources={
