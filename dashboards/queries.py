@@ -34,16 +34,20 @@ def warehouse() -> Client:
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def marts_built_at() -> str | None:
-    """When the marts were last built (UTC, to the minute), or None before the first build."""
-    built = (
-        warehouse()
-        .query(
-            "SELECT formatDateTime(max(metadata_modification_time), '%Y-%m-%d %H:%i', 'UTC'), "
-            "count() FROM system.tables WHERE database = {database:String}",
-            parameters={"database": MARTS},
-        )
-        .result_rows[0]
+    """When the reconciliation mart was last built (UTC, to the minute: the newest `built_at`
+    its rows carry, which an incremental build moves too), or None before the first build."""
+    client = warehouse()
+    exists = client.command(
+        "SELECT count() FROM system.tables WHERE database = {database:String} "
+        "AND name = {table:String}",
+        parameters={"database": MARTS, "table": reconciliation.TABLE.split(".")[1]},
     )
+    if not exists:
+        return None
+    built = client.query(
+        f"SELECT formatDateTime(max(built_at), '%Y-%m-%d %H:%i', 'UTC'), count() "
+        f"FROM {reconciliation.TABLE}"
+    ).result_rows[0]
     return built[0] if built[1] else None
 
 

@@ -35,7 +35,8 @@ class Caller:
 
 
 def api_url(settings: Settings) -> str:
-    return f"http://{LOCALHOST}:{settings.api_port}"
+    """`TICKETFLOW_DASHBOARDS_API_URL`, else the API on this machine."""
+    return (settings.dashboards_api_url or f"http://{LOCALHOST}:{settings.api_port}").rstrip("/")
 
 
 def sign_in(api: str, email: str, password: str) -> Caller:

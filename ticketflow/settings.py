@@ -79,6 +79,8 @@ class Settings(BaseSettings):
 
     # --- dashboards ---------------------------------------------------------------------
     dashboards_port: int = Field(default=8501, description="the Streamlit dashboards")
+    # Where the dashboards sign people in (the API's base URL). Unset: this machine's API.
+    dashboards_api_url: str | None = None
 
     @field_validator(
         "database_url",
@@ -86,6 +88,7 @@ class Settings(BaseSettings):
         "stripe_api_key",
         "jwt_secret",
         "stripe_webhook_secret",
+        "dashboards_api_url",
         mode="before",
     )
     @classmethod

@@ -141,7 +141,11 @@ def fetch_items(client: Client, period: Period) -> list[Item]:
         raise ReportError(f"the warehouse could not read {TABLE}: {_first_line(exc)}") from exc
     except OperationalError as exc:
         raise ReportError(f"the warehouse stopped answering: {_first_line(exc)}") from exc
-    return [_item(dict(zip(result.column_names, row, strict=True))) for row in result.result_rows]
+    rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+    try:
+        return [_item(row) for row in rows]
+    except ValueError as exc:  # a currency that is no ISO 4217 code: no decimal places known
+        raise ReportError(f"{TABLE} holds a row this report cannot present: {exc}") from exc
 
 
 def _item(row: dict[str, Any]) -> Item:

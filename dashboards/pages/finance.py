@@ -18,6 +18,7 @@ from dashboards.exports.reconciliation import ITEM_COLUMNS, STATUSES, Period, Re
 from dashboards.money import exponent
 
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+SETTLED_OR_SETTLING = ("matched", "pending_payout")
 DEFAULT_DAYS = 30
 
 
@@ -82,7 +83,8 @@ summary = reconciliation.summarize(shown)
 counts = st.columns(3)
 counts[0].metric("Items", len(shown))
 counts[1].metric("Matched", sum(1 for i in shown if i.status == "matched"))
-counts[2].metric("To look at", sum(1 for i in shown if i.status != "matched"))
+# Matched but not paid out yet is normal: the next payout settles it.
+counts[2].metric("To look at", sum(1 for i in shown if i.status not in SETTLED_OR_SETTLING))
 summary_table = pd.DataFrame(
     [
         {

@@ -3,6 +3,7 @@ PostgreSQL (the marts must agree to the minor unit with the source of truth)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import clickhouse_connect
@@ -20,12 +21,16 @@ class Verdict:
     metadata: dict
 
 
+def _warehouse(settings: Settings):
+    return clickhouse_connect.get_client(dsn=settings.effective_clickhouse_url)
+
+
 def relay_is_fresh(settings: Settings, max_lag_seconds: float = MAX_LAG_SECONDS) -> Verdict:
-    client = clickhouse_connect.get_client(dsn=settings.effective_clickhouse_url)
-    rows = client.query(
-        f"SELECT lag_seconds, data_as_of, recorded_at FROM {settings.cdc_database}._relay_status "
-        "ORDER BY recorded_at DESC LIMIT 1"
-    ).result_rows
+    with contextlib.closing(_warehouse(settings)) as client:
+        rows = client.query(
+            "SELECT lag_seconds, data_as_of, recorded_at "
+            f"FROM {settings.cdc_database}._relay_status ORDER BY recorded_at DESC LIMIT 1"
+        ).result_rows
     if not rows:
         return Verdict(False, "the CDC relay has not reported yet", {})
     lag, as_of, recorded = rows[0]
@@ -48,8 +53,8 @@ def books_balance(settings: Settings) -> Verdict:
     """Net money per event and currency: marts (ClickHouse) against the ledger (PostgreSQL)."""
     with psycopg.connect(settings.effective_database_url) as conn:
         source = {(e, c): int(n) for e, c, n in conn.execute(_SOURCE_TOTALS)}
-    client = clickhouse_connect.get_client(dsn=settings.effective_clickhouse_url)
-    marts = {(e, c): int(n) for e, c, n in client.query(_MART_TOTALS).result_rows}
+    with contextlib.closing(_warehouse(settings)) as client:
+        marts = {(e, c): int(n) for e, c, n in client.query(_MART_TOTALS).result_rows}
     differ = {
         f"event {key[0]} {key[1]}": {"source": source.get(key), "marts": marts.get(key)}
         for key in sorted(source.keys() | marts.keys())

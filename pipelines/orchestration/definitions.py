@@ -10,6 +10,7 @@
   dbt arguments of both are in `pipelines/orchestration/dbt_builds.py`.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -23,18 +24,20 @@ from dagster import (
     AssetSelection,
     AssetSpec,
     Config,
+    DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
     MaterializeResult,
     RunRequest,
+    RunsFilter,
     ScheduleDefinition,
     ScheduleEvaluationContext,
     SensorEvaluationContext,
     SkipReason,
-    asset,
     asset_check,
     define_asset_job,
+    multi_asset,
     schedule,
     sensor,
 )
@@ -44,10 +47,16 @@ from dagster_dbt import (
     build_dbt_asset_selection,
     dbt_assets,
     get_asset_key_for_model,
+    get_asset_keys_by_output_name_for_source,
 )
 
 from pipelines.orchestration import checks
-from pipelines.orchestration.dbt_builds import EVERY_ROW, FREQUENT_EXCLUDE, NO_UNIT_TESTS
+from pipelines.orchestration.dbt_builds import (
+    DBT_RUN_TAG_KEY,
+    EVERY_ROW,
+    FREQUENT_SELECT,
+    NO_UNIT_TESTS,
+)
 from pipelines.orchestration.warehouse_env import dbt_environment
 from pipelines.stripe_ingest.ingest import ingest_from_settings
 from ticketflow.settings import get_settings
@@ -84,16 +93,26 @@ def ticketflow_dbt_models(
     yield from dbt.cli(arguments, context=context).stream()
 
 
-@asset(
-    group_name="sources",
-    description="Balance transactions, charges, refunds, disputes "
-    "and payouts from the payment processor, incrementally by `created`.",
+# The processor ingestion writes the dbt project's `stripe` sources, so it is their asset: a
+# job with both runs the ingestion first, and the models read complete tables.
+STRIPE_TABLES = get_asset_keys_by_output_name_for_source([ticketflow_dbt_models], "stripe")
+
+
+@multi_asset(
+    name="stripe_objects",
+    specs=[
+        AssetSpec(key, group_name="sources", description=f"raw.{key.path[-1]}")
+        for key in STRIPE_TABLES.values()
+    ],
+    description="Balance transactions, charges, refunds, disputes and payouts from the "
+    "payment processor, incrementally by `created` (pipelines/stripe_ingest).",
 )
-def stripe_objects() -> MaterializeResult:
-    results = ingest_from_settings(SETTINGS)
-    return MaterializeResult(
-        metadata={kind: getattr(result, "rows", 0) for kind, result in results.items()}
-    )
+def stripe_objects():
+    for kind, result in ingest_from_settings(SETTINGS).items():
+        yield MaterializeResult(
+            asset_key=AssetKey(["stripe", f"stripe_{kind}"]),
+            metadata={"rows_written": result.rows, "cursor": str(result.cursor)},
+        )
 
 
 @asset_check(asset=CDC_TABLES.key, description="The relay is at most five minutes behind.")
@@ -117,24 +136,39 @@ def books_balance() -> AssetCheckResult:
 
 sales_marts_job = define_asset_job(
     "sales_marts",
-    selection=build_dbt_asset_selection([ticketflow_dbt_models], dbt_exclude=FREQUENT_EXCLUDE),
+    selection=build_dbt_asset_selection([ticketflow_dbt_models], dbt_select=FREQUENT_SELECT),
+    tags={DBT_RUN_TAG_KEY: "sales_marts"},
 )
 reconciliation_job = define_asset_job(
     "reconciliation",
     selection=AssetSelection.assets(stripe_objects) | AssetSelection.assets(ticketflow_dbt_models),
     config={"ops": {"ticketflow_dbt_models": {"config": {"test_every_row": True}}}},
+    tags={DBT_RUN_TAG_KEY: "reconciliation"},
 )
 
 
-WAITING_FOR_THE_FULL_BUILD = (
-    "the staging views do not exist yet: the sales marts build starts after the first full "
-    "build (the reconciliation job, or `dbt build`)"
-)
+def _sales_marts_blocked(instance) -> SkipReason | None:
+    """Why a sales marts build should not be asked for now, if it should not: the views it
+    leaves out do not exist before the first full build, and one already waiting or running
+    will see the latest data anyway."""
+    waiting = instance.get_runs_count(RunsFilter(job_name=sales_marts_job.name, statuses=IN_FLIGHT))
+    if waiting:
+        return SkipReason("a sales marts build is already queued or running")
+    with contextlib.closing(warehouse()) as client:
+        staging = client.command("SELECT count() FROM system.tables WHERE database = 'staging'")
+    if not staging:
+        return SkipReason(
+            "the staging views do not exist yet: the sales marts build starts after the first "
+            "full build (the reconciliation job, or `dbt build`)"
+        )
+    return None
 
 
-def _views_built(client) -> bool:
-    """The frequent build leaves the views out: they must exist before it can run."""
-    return bool(client.command("SELECT count() FROM system.tables WHERE database = 'staging'"))
+IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+
+def warehouse():
+    return clickhouse_connect.get_client(dsn=SETTINGS.effective_clickhouse_url)
 
 
 @schedule(
@@ -144,9 +178,7 @@ def _views_built(client) -> bool:
     default_status=DefaultScheduleStatus.RUNNING,
 )
 def sales_marts_schedule(context: ScheduleEvaluationContext):
-    if not _views_built(clickhouse_connect.get_client(dsn=SETTINGS.effective_clickhouse_url)):
-        return SkipReason(WAITING_FOR_THE_FULL_BUILD)
-    return RunRequest()
+    return _sales_marts_blocked(context.instance) or RunRequest()
 
 
 # On from the start (Dagster's default is off): a platform that has just been started should
@@ -156,15 +188,15 @@ def sales_marts_schedule(context: ScheduleEvaluationContext):
 )
 def new_cdc_data(context: SensorEvaluationContext):
     """Build the sales marts when the relay has synced past the last build's position."""
-    client = clickhouse_connect.get_client(dsn=SETTINGS.effective_clickhouse_url)
-    if not _views_built(client):
-        return SkipReason(WAITING_FOR_THE_FULL_BUILD)
-    rows = client.query(
-        f"SELECT max(confirmed_lsn) FROM {SETTINGS.cdc_database}._relay_status WHERE rows > 0"
-    ).result_rows
+    with contextlib.closing(warehouse()) as client:
+        rows = client.query(
+            f"SELECT max(confirmed_lsn) FROM {SETTINGS.cdc_database}._relay_status WHERE rows > 0"
+        ).result_rows
     position = str(rows[0][0]) if rows and rows[0][0] else None
     if position is None or position == context.cursor:
         return SkipReason("no new CDC data since the last build")
+    if blocked := _sales_marts_blocked(context.instance):
+        return blocked  # the cursor stays: the next tick asks again
     context.update_cursor(position)
     return RunRequest(run_key=f"cdc-{position}")
 

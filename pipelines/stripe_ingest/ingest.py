@@ -45,6 +45,23 @@ BATCH_ROWS = 10_000  # rows per INSERT
 _DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+class IngestionClock:
+    """`_ingested_at` stamps, one per batch written, strictly increasing. A batch written
+    later in a run is newer than every one before it, so whatever compares stamps downstream
+    (the marts' incremental builds) sees it as news, even when a build read the tables between
+    two batches (a refund written after the transaction that names it)."""
+
+    def __init__(self) -> None:
+        self._last: datetime | None = None
+
+    def stamp(self) -> datetime:
+        now = datetime.now(UTC)
+        if self._last is not None and now <= self._last:
+            now = self._last + timedelta(microseconds=1)
+        self._last = now
+        return now
+
+
 @dataclass(frozen=True)
 class KindResult:
     rows: int  # rows written this run (objects read again in the overlap included)
@@ -70,7 +87,6 @@ def ingest_stripe(
     """Bring every `raw.stripe_*` table up to date; rows written and cursor, per kind."""
     raw = _RawStripe(warehouse, database)
     raw.ensure_tables()
-    now = datetime.now(UTC)
     written: dict[str, int] = {}
 
     payout_since = raw.since(PAYOUTS, PAYOUT_LOOKBACK)
@@ -86,19 +102,17 @@ def ingest_stripe(
     written[BALANCE_TRANSACTIONS.kind] = raw.write(
         BALANCE_TRANSACTIONS,
         (
-            BALANCE_TRANSACTIONS.row(txn, now, payout=payout_of.get(txn["id"]))
+            BALANCE_TRANSACTIONS.row(txn, payout=payout_of.get(txn["id"]))
             for txn in _oldest_first(txns.values())
         ),
     )
     for table in (CHARGES, REFUNDS, DISPUTES):
         listed = _listed(getattr(stripe_api.v1, table.kind), raw.since(table))
-        written[table.kind] = raw.write(
-            table, (table.row(obj, now) for obj in _oldest_first(listed))
-        )
+        written[table.kind] = raw.write(table, (table.row(obj) for obj in _oldest_first(listed)))
     written[PAYOUTS.kind] = raw.write(
         PAYOUTS,
         (
-            PAYOUTS.row(payout, now, balance_transaction_ids=settled.get(payout["id"], []))
+            PAYOUTS.row(payout, balance_transaction_ids=settled.get(payout["id"], []))
             for payout in _oldest_first(payouts)
         ),
     )
@@ -162,6 +176,7 @@ class _RawStripe:
             raise ValueError(f"not a plain ClickHouse database name: {database!r}")
         self.client = client
         self.database = database
+        self.clock = IngestionClock()
 
     def target(self, table: RawTable) -> str:
         return f"{quote(self.database)}.{quote(table.name)}"
@@ -198,13 +213,15 @@ class _RawStripe:
         return {payout_id: list(ids) for payout_id, ids in rows}
 
     def write(self, table: RawTable, rows: Iterable[tuple]) -> int:
-        """Insert in order, a batch at a time; the number of rows."""
+        """Insert in order, a batch at a time, each stamped `_ingested_at` later than the one
+        before; the number of rows."""
         count = 0
         rows = iter(rows)
         while batch := list(islice(rows, BATCH_ROWS)):
+            stamp = self.clock.stamp()
             self.client.insert(
                 table.name,
-                batch,
+                [(*row, stamp) for row in batch],
                 column_names=table.column_names,
                 database=self.database,
                 column_type_names=table.column_types,

@@ -116,12 +116,12 @@ class RawTable:
             + "\n) ENGINE = ReplacingMergeTree(_ingested_at) ORDER BY id"
         )
 
-    def row(self, obj: Mapping, ingested_at: datetime, **supplied: object) -> tuple:
-        """The row for one Stripe object (a plain dict); `supplied` gives the columns that are
-        not in the object."""
+    def row(self, obj: Mapping, **supplied: object) -> tuple:
+        """The row for one Stripe object (a plain dict), but for `_ingested_at`, which the
+        writer stamps per batch; `supplied` gives the columns that are not in the object."""
         values = [supplied[c.name] if c.value is None else c.value(obj) for c in self.columns]
         raw = json.dumps(obj, separators=(",", ":"), sort_keys=True, default=str)
-        return (*values, raw, ingested_at)
+        return (*values, raw)
 
 
 def quote(identifier: str) -> str:

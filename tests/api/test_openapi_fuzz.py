@@ -27,7 +27,11 @@ def _run(api, token: str, report: Path) -> subprocess.CompletedProcess:
             f"--header=Authorization: Bearer {token}",
             "--max-examples=15",
             "--seed=20261125",
-            "--workers=2",
+            # One worker: with two, Hypothesis describes strategies (ast.parse) in two threads
+            # at once, which CPython 3.11.7 can fail with "SystemError: AST constructor
+            # recursion depth mismatch" (seen once in a full run): a crash of the tool, not a
+            # finding about the API, reported as a failed run.
+            "--workers=1",
             "--phases=examples,coverage,fuzzing",
             "--exclude-path=/webhooks/stripe",  # signed payloads only: covered by its own tests
             "--suppress-health-check=all",

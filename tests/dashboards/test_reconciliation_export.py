@@ -290,3 +290,15 @@ def test_an_unreachable_warehouse_or_a_missing_mart_is_said_and_nothing_is_writt
     assert "marts.rpt_reconciliation does not exist yet" in done.stderr
     assert "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+    # A row whose currency is no ISO 4217 code cannot be put in major units: said, not a crash.
+    odd = {**ROWS[0], "currency": "EURO", "occurred_at": datetime(2030, 1, 1, tzinfo=UTC)}
+    client.insert("marts.rpt_reconciliation", [list(odd.values())], column_names=list(odd))
+    try:
+        done = report(warehouse, "--from", "2030-01-01", "--to", "2030-01-01", cwd=tmp_path)
+    finally:
+        client.command("DELETE FROM marts.rpt_reconciliation WHERE currency = 'EURO'")
+    assert done.returncode == 1
+    assert "not an ISO 4217 currency code: 'EURO'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -55,7 +55,6 @@ def contents(ch) -> dict[str, tuple[int, int]]:
         ).result_rows
         row = ", ".join(f"`{name}`" for (name,) in columns)
         found[f"{database}.{table}"] = ch.query(
-            f"SELECT count(), groupBitXor(cityHash64(toString(tuple({row})))) "
-            f"FROM `{database}`.`{table}`"
+            f"SELECT count(), sum(cityHash64(toString(tuple({row})))) FROM `{database}`.`{table}`"
         ).result_rows[0]
     return found

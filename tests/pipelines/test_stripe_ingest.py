@@ -278,3 +278,27 @@ def test_ingest_mirrors_stripe_then_adds_only_what_is_new(
     assert second["disputes"].cursor == first["disputes"].cursor
     final = _counts(ch, database)
     assert all(final[kind][0] == final[kind][1] for kind in KINDS)
+
+
+def test_every_batch_is_stamped_later_than_the_one_before(
+    payments: Settings, ch: Client, database: str, monkeypatch
+):
+    """A marts build that reads the tables between two batches of a run (a refund's balance
+    transaction written, the refund not yet) must see the later batch as news: stamps rise
+    from batch to batch, in the order written (transactions, charges, refunds, disputes,
+    payouts)."""
+    client = stripe_client(payments)
+    paid = [_pay(client, 5_000 + n, "eur", 40 + n) for n in range(3)]
+    _refund(client, paid[0], 1_000)
+    _refund(client, paid[1], 2_000)
+    monkeypatch.setattr(stripe_ingest, "BATCH_ROWS", 1)  # one row per batch
+
+    ingest_stripe(client, ch, database=database)
+    stamps = []
+    for kind in KINDS:
+        rows = ch.query(
+            f"SELECT _ingested_at FROM `{database}`.`stripe_{kind}` ORDER BY _ingested_at"
+        ).result_rows
+        stamps += [stamp for (stamp,) in rows]
+    assert len(stamps) >= 12  # 5 transactions, 3 charges, 2 refunds at least
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import httpx
 import psutil
 import pytest
+import yaml
 
+from pipelines.orchestration.dbt_builds import DBT_RUN_TAG_KEY
 from ticketflow.embedded import orchestration
 from ticketflow.services import service_named
 from ticketflow.settings import Settings
@@ -27,7 +29,8 @@ AUTOMATIONS = """{ repositoryOrError(repositorySelector: {
   ... on Repository {
     schedules { name scheduleState { status } }
     sensors { name sensorState { status } } } } }"""
-RUN = '{ runOrError(runId: "%s") { __typename ... on Run { jobName status } } }'
+RUN = '{ runOrError(runId: "%s") { __typename ... on Run { jobName status tags { key value } } } }'
+RUN_QUEUE = "{ instance { runQueueConfig { tagConcurrencyLimitsYaml } } }"
 
 
 @contextlib.contextmanager
@@ -93,7 +96,8 @@ def test_dagster_serves_the_dbt_assets_and_stops_every_process(private_settings:
             "marts/rpt_reconciliation",
             "marts/rpt_daily_sales",
             "staging/stg_app__orders",
-            "stripe_objects",
+            "stripe/stripe_balance_transactions",  # written by the processor ingestion
+            "stripe/stripe_payouts",
             "cdc_raw_tables",
         } <= keys, sorted(keys)
         assert (settings.data_path / "dagster" / "dagster.yaml").exists()
@@ -112,6 +116,12 @@ def test_dagster_serves_the_dbt_assets_and_stops_every_process(private_settings:
             "runOrError"
         ]
         assert (run["__typename"], run["jobName"]) == ("Run", "reconciliation")
+        # One dbt build at a time: the jobs carry the tag the instance limits to one run.
+        assert {"key": DBT_RUN_TAG_KEY, "value": "reconciliation"} in run["tags"]
+        queue = httpx.post(f"{url}/graphql", json={"query": RUN_QUEUE}, timeout=60).json()
+        limits = queue["data"]["instance"]["runQueueConfig"]["tagConcurrencyLimitsYaml"]
+        limits = yaml.safe_load(limits)
+        assert limits == [{"key": DBT_RUN_TAG_KEY, "limit": 1}]
         with pytest.raises(orchestration.LaunchError, match="no_such_job"):
             orchestration.launch_job(settings.dagster_port, "no_such_job")
 

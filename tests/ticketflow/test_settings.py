@@ -93,3 +93,14 @@ def test_dagster_and_its_dbt_use_the_platforms_warehouse_and_data_dir(monkeypatc
         "TICKETFLOW_CLICKHOUSE_PASSWORD": "s@cret",
         "TICKETFLOW_CLICKHOUSE_SECURE": "true",
     }
+
+
+def test_the_dashboards_sign_in_through_the_api_they_are_told(monkeypatch):
+    from dashboards.signin import api_url
+
+    monkeypatch.setenv("TICKETFLOW_API_PORT", "8100")
+    assert api_url(Settings()) == "http://127.0.0.1:8100"
+    monkeypatch.setenv("TICKETFLOW_DASHBOARDS_API_URL", "https://api.tickets.example/")
+    assert api_url(Settings()) == "https://api.tickets.example"
+    monkeypatch.setenv("TICKETFLOW_DASHBOARDS_API_URL", "")
+    assert api_url(Settings()) == "http://127.0.0.1:8100"

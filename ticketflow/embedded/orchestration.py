@@ -23,16 +23,25 @@ from typing import NoReturn
 
 import httpx
 
+from pipelines.orchestration.dbt_builds import DBT_RUN_TAG_KEY
 from ticketflow.settings import LOCALHOST
 
 DEFINITIONS_MODULE = "pipelines.orchestration.definitions"
 HEALTH_PATH = "/server_info"
 # Written once; edit it in place to configure the instance (storage, run queue, telemetry).
-INSTANCE_CONFIG = """\
+INSTANCE_CONFIG = f"""\
 # The embedded Dagster instance (`ticketflow up`): runs, event logs and schedules are kept in
 # SQLite files beside this one (Dagster's docs: "dagster.yaml reference").
 telemetry:
   enabled: false
+# One dbt build at a time: two incremental builds of the same tables at once would both
+# delete and insert the same keys (doubled rows). The jobs that run dbt carry this tag;
+# a second one waits in the run queue.
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: {DBT_RUN_TAG_KEY}
+        limit: 1
 """
 
 

@@ -24,16 +24,19 @@ with transactions as (
     select * from {{ ref('stg_stripe__balance_transactions') }}
     {% if incremental_run() %}
     where balance_transaction_id in (
-        -- Versions written since the last run that this table does not hold yet. One whose
-        -- object leads to a charge has that charge noticed (int_charges_changed, below); the
-        -- rest (payouts) have no charge to read.
-        select balance_transaction_id
-        from {{ ref('stg_stripe__balance_transaction_versions') }}
-        where {{ stamped_since_last_run('ingested_at') }}
-            and (balance_transaction_id, ingested_at) not in (
-                select balance_transaction_id, ingested_at from {{ this }}
-                where {{ stamped_since_last_run('ingested_at') }}
-            )
+        -- Versions newer than the one this table holds (new transactions, or written again
+        -- by a later ingestion; an older version not yet merged away is not news). The
+        -- ingestion stamps every batch later than the last, so a transaction whose object
+        -- leads to a charge has that charge noticed with it (int_charges_changed); the rest
+        -- (payouts) have no charge to read.
+        select versions.balance_transaction_id
+        from {{ ref('stg_stripe__balance_transaction_versions') }} as versions
+        left join (
+            select balance_transaction_id, ingested_at from {{ this }}
+            where {{ stamped_since_last_run('ingested_at') }}
+        ) as held on held.balance_transaction_id = versions.balance_transaction_id
+        where versions.ingested_at > {{ changed_since('ingested_at') }}
+            and versions.ingested_at > ifNull(held.ingested_at, toDateTime64(0, 6, 'UTC'))
         union all
         -- known, of a changed charge (also when the object that names the charge came later)
         select balance_transaction_id from {{ this }}
