@@ -1,10 +1,11 @@
 {#- Tests of the mart and intermediate models (`meta: {tested_rows: latest_build}` in
     dbt_project.yml) check the rows of their table's latest build (its newest `built_at`):
-    every row after a full build, the rows an incremental run wrote after one; a `unique`
-    test reads every row that shares a key with those, so a key written twice by two builds
-    fails it too. Each build tests what it writes, so a frequent incremental build does not
-    test millions of rows it did not touch. `--vars '{test_every_row: true}'` tests every row
-    (the daily `reconciliation` job does). A test's own `where` still applies, as in dbt. -#}
+    every row after a full build, the rows an incremental run wrote after one. Each build
+    tests what it writes, so a frequent incremental build does not test millions of rows it
+    did not touch; `unique` sees duplicates among them (two builds writing the same key at
+    once cannot happen: Dagster runs one dbt build at a time). `--vars '{test_every_row:
+    true}'` tests every row (the daily `reconciliation` job does). A test's own `where` still
+    applies, as in dbt. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set conditions = [] -%}
     {%- if config.get('where') -%}
@@ -12,18 +13,7 @@
     {%- endif -%}
     {%- set meta = config.get('meta') or {} -%}
     {%- if meta.get('tested_rows') == 'latest_build' and not var('test_every_row', false) -%}
-        {%- set latest = 'built_at = (select max(built_at) from ' ~ relation ~ ')' -%}
-        {%- set test = model.test_metadata -%}
-        {%- if test and test.name == 'unique' -%}
-            {#- every row that shares a key with the latest build: a duplicate across builds
-                shows too -#}
-            {%- set key = test.kwargs.column_name -%}
-            {%- do conditions.append(
-                key ~ ' in (select ' ~ key ~ ' from ' ~ relation ~ ' where ' ~ latest ~ ')'
-            ) -%}
-        {%- else -%}
-            {%- do conditions.append(latest) -%}
-        {%- endif -%}
+        {%- do conditions.append('built_at = (select max(built_at) from ' ~ relation ~ ')') -%}
     {%- endif -%}
     {%- if conditions -%}
         {{ return('(select * from ' ~ relation ~ ' where ' ~ conditions | join(' and ') ~ ') dbt_subquery') }}

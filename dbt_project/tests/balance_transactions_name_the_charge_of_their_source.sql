@@ -2,6 +2,8 @@
     names that charge (fct_balance_transactions reads objects only for the charges it
     recomputes: a transaction recomputed without its charge would lose its payment).
     Checks the table's latest build, or every row with `--vars '{test_every_row: true}'`. -#}
+{#- In Dagster, a check of fct_balance_transactions -#}
+{{ config(meta={'dagster': {'ref': {'name': 'fct_balance_transactions'}}}) }}
 with unlinked as (
     select balance_transaction_id, source_id
     from {{ ref('fct_balance_transactions') }}

@@ -1,5 +1,7 @@
 {#- The books balance: per event and currency, the marts' money equals the source ledger's
     to the minor unit. -#}
+{#- In Dagster, a check of rpt_daily_sales -#}
+{{ config(meta={'dagster': {'ref': {'name': 'rpt_daily_sales'}}}) }}
 with marts as (
     select
         event_id,

@@ -54,6 +54,7 @@ from pipelines.orchestration import checks
 from pipelines.orchestration.dbt_builds import (
     DBT_RUN_TAG_KEY,
     EVERY_ROW,
+    FREQUENT_EXCLUDE,
     FREQUENT_SELECT,
     NO_UNIT_TESTS,
 )
@@ -136,7 +137,9 @@ def books_balance() -> AssetCheckResult:
 
 sales_marts_job = define_asset_job(
     "sales_marts",
-    selection=build_dbt_asset_selection([ticketflow_dbt_models], dbt_select=FREQUENT_SELECT),
+    selection=build_dbt_asset_selection(
+        [ticketflow_dbt_models], dbt_select=FREQUENT_SELECT, dbt_exclude=FREQUENT_EXCLUDE
+    ),
     tags={DBT_RUN_TAG_KEY: "sales_marts"},
 )
 reconciliation_job = define_asset_job(

@@ -3,6 +3,10 @@
     test that cannot fail). This fails when a listed column is, or becomes, Nullable, or is
     gone: the one way a NULL could get in. One test per model instead of one per column. -#}
 {% test never_null(model, column_names) %}
+{#- a check of the table's schema, which only a build from scratch changes: the frequent
+    incremental build leaves it to the full and daily builds (pipelines/orchestration/
+    dbt_builds.py) -#}
+{{ config(tags=['column_types']) }}
 select column.1 as column_name, column.2 as column_type
 from (
     select [
