@@ -94,15 +94,22 @@ class CheckIn(Base):
 
 
 class TicketTypeSales(Base):
-    """Tickets in paid or partially refunded orders, per ticket type.
+    """Tickets in paid or partially refunded orders, and tickets in pending orders (whether or
+    not their hold has lapsed), per ticket type.
 
-    Written only by the `ticket_type_sales_follow_order` trigger (migration 0003), during the
-    commit of the transaction that changes an order's status (deferred since 0005), so it
-    always equals the count over the orders while checkout reads it in O(1).
+    Written only by triggers: `ticket_type_sales_follow_order` (migrations 0003, 0006), during
+    the commit of the transaction that changes an order's status (deferred since 0005), and
+    `ticket_type_sales_follow_items` when items are written (0006). So both always equal the
+    counts over the orders, and checkout reads them in O(1): sold + pending bounds what a
+    ticket type has taken from above.
     """
 
     __tablename__ = "ticket_type_sales"
-    __table_args__ = (CheckConstraint("tickets_sold >= 0", name="not_negative"),)
+    __table_args__ = (
+        CheckConstraint("tickets_sold >= 0", name="not_negative"),
+        CheckConstraint("tickets_pending >= 0", name="pending_not_negative"),
+    )
 
     ticket_type_id: Mapped[int] = mapped_column(ForeignKey("ticket_types.id"), primary_key=True)
     tickets_sold: Mapped[int] = mapped_column(server_default="0")
+    tickets_pending: Mapped[int] = mapped_column(server_default="0")

@@ -3,10 +3,13 @@
 Used capacity = tickets in paid or partially refunded orders + tickets in pending orders whose
 hold has not expired. The first term is kept per ticket type by a database trigger
 (`ticket_type_sales`, changed in the same transaction as each order's status, so it cannot
-drift); the second is counted live, over the few unexpired holds. A ticket type may also draw
-on shared quotas; an order fits only if it fits every capacity it touches. `lock_capacities`
-serialises writers per capacity with transaction-scoped advisory locks taken in a fixed order
-(no deadlocks), so "count, then insert" cannot oversell under any concurrency.
+drift); the second is counted live. Counting live holds visits every item of the ticket type,
+so checkout first reads an upper bound in O(1): the same triggers also keep the tickets in
+pending orders, lapsed or not, and an order that fits under sold + pending fits; only near a
+sell-out does it count exactly. A ticket type may also draw on shared quotas; an order fits
+only if it fits every capacity it touches. `lock_capacities` serialises writers per capacity
+with transaction-scoped advisory locks taken in a fixed order (no deadlocks), so "count, then
+insert" cannot oversell under any concurrency.
 """
 
 from __future__ import annotations
@@ -83,11 +86,9 @@ def used(session: Session, ids: Iterable[int], now: datetime) -> dict[int, int]:
     return counts
 
 
-# Every capacity the given ticket types (:ids) draw on, their own and each shared quota that
-# touches any of them, with the tickets it has taken at :now, as the CTE `counted`. Checkout
-# reads it holding the capacities' locks, inside the statement that writes the order, so the
-# lock is held for as few round trips as possible.
-COUNTED_CAPACITIES = """
+# Every capacity the given ticket types (:ids) draw on: their own, and each shared quota that
+# touches any of them (`caps`), with their ticket types (`member_types`).
+_CAPS = """
     caps AS (
         SELECT CAST(:type_kind AS integer) AS kind, t.id, t.capacity AS total,
                ARRAY[t.id] AS members
@@ -101,6 +102,9 @@ COUNTED_CAPACITIES = """
         GROUP BY q.id, q.capacity
     ),
     member_types AS (SELECT DISTINCT unnest(members) AS ticket_type_id FROM caps),
+"""
+# What the member ticket types have taken at :now, exactly: sold, plus live holds.
+_TAKEN = """
     taken AS (
         SELECT s.ticket_type_id, s.tickets_sold AS quantity
         FROM ticket_type_sales s
@@ -112,11 +116,41 @@ COUNTED_CAPACITIES = """
         WHERE i.ticket_type_id IN (SELECT ticket_type_id FROM member_types)
           AND o.status = 'pending' AND o.expires_at > :now
     ),
+"""
+# Each capacity with the tickets it has taken at :now, as the CTE `counted`, counted exactly.
+COUNTED_CAPACITIES = f"""{_CAPS}{_TAKEN}
     counted AS (
         SELECT c.kind, c.id, c.total, c.members,
                (SELECT coalesce(sum(t.quantity), 0) FROM taken t
                 WHERE t.ticket_type_id = ANY(c.members))::bigint AS used
         FROM caps c
+    )
+"""
+# Checkout's `counted`, for an order given as a CTE `wanted(ticket_type_id, quantity)` defined
+# before it. Counting the live holds exactly visits every item of the ticket types, so first
+# each capacity is bounded in O(1) from the trigger-kept counts: sold + pending (lapsed holds
+# the sweeper has not marked yet included) is never less than what is taken. If the order
+# fits under every bound, `used` is that bound; only if it does not (near a sell-out) is every
+# capacity counted exactly, so a refusal reports exact figures. Checkout reads it holding the
+# capacities' locks, inside the statement that writes the order.
+COUNTED_FOR_ORDER = f"""{_CAPS}
+    bounded AS (
+        SELECT c.kind, c.id, c.total, c.members,
+               (SELECT coalesce(sum(s.tickets_sold + s.tickets_pending), 0)
+                FROM ticket_type_sales s
+                WHERE s.ticket_type_id = ANY(c.members))::bigint AS at_most,
+               (SELECT coalesce(sum(w.quantity), 0) FROM wanted w
+                WHERE w.ticket_type_id = ANY(c.members))::bigint AS asked
+        FROM caps c
+    ),
+    fits_the_bounds AS (SELECT bool_and(asked <= total - at_most) AS ok FROM bounded),{_TAKEN}
+    counted AS (
+        SELECT b.kind, b.id, b.total, b.members,
+               CASE WHEN (SELECT ok FROM fits_the_bounds) THEN b.at_most
+                    ELSE (SELECT coalesce(sum(t.quantity), 0) FROM taken t
+                          WHERE t.ticket_type_id = ANY(b.members))::bigint
+               END AS used
+        FROM bounded b
     )
 """
 _CAPACITIES = text(
@@ -126,7 +160,7 @@ _CAPACITIES = text(
 
 
 def counted_parameters(ticket_type_ids: Iterable[int], now: datetime) -> dict:
-    """The parameters `COUNTED_CAPACITIES` takes."""
+    """The parameters `COUNTED_CAPACITIES` and `COUNTED_FOR_ORDER` take."""
     return {
         "ids": sorted(set(ticket_type_ids)),
         "now": now,

@@ -71,13 +71,13 @@ class PlacedOrder:
 # "sold out" answer). So the locks are held for this statement and the commit.
 _HOLD_IF_IT_FITS = text(
     f"""
-    WITH {inventory.COUNTED_CAPACITIES},
-    wanted AS (
+    WITH wanted AS (
         SELECT *
         FROM unnest(CAST(:ids AS bigint[]), CAST(:quantities AS bigint[]),
                     CAST(:unit_prices AS bigint[]))
             WITH ORDINALITY AS line(ticket_type_id, quantity, unit_price_minor, n)
     ),
+    {inventory.COUNTED_FOR_ORDER},
     fits AS (
         SELECT NOT EXISTS (
             SELECT 1 FROM counted c
