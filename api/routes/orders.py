@@ -7,9 +7,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api import ratelimit
-from api.deps import CallerDep, EngineDep, NowDep, ProviderDep, SessionDep, SettingsDep
+from api.deps import (
+    CallerDep,
+    EngineDep,
+    NowDep,
+    ProviderDep,
+    SessionDep,
+    SettingsDep,
+    UserIdDep,
+)
 from api.errors import DomainError, HoldExpired
 from api.models import Order
 from api.routes.idempotency import REPLAYED_HEADER, IdempotencyDep, Remember
@@ -49,32 +58,31 @@ def _order_read(session, order: Order) -> OrderRead:
 
 
 @router.post("", status_code=201, response_model=OrderRead, responses=MONEY_ERRORS)
-def place_order(
+async def place_order(
     body: OrderCreate,
-    caller: CallerDep,
-    engine: EngineDep,
+    buyer: UserIdDep,
     settings: SettingsDep,
     now: NowDep,
     idempotent: IdempotencyDep,
 ):
     """Hold the tickets for `hold_minutes` (15 by default) in a pending order; pay to keep them."""
-    ratelimit.check("checkout", str(caller.user_id))
+    ratelimit.check("checkout", str(buyer))
 
-    def place(session: Session, remember: Remember) -> OrderRead:
-        placed = orders.place_order(
+    def place(session: Session, remember: Remember) -> None:
+        orders.place_order(
             session,
-            user_id=caller.user_id,
+            user_id=buyer,
             event_id=body.event_id,
             lines=[LineRequest(i.ticket_type_id, i.quantity) for i in body.items],
             now=now,
             hold=timedelta(minutes=settings.hold_minutes),
             promo_code=body.promo_code,
-            # Stored before the tickets' locks are taken, in the same transaction.
+            # Stored with the order, before the tickets' locks are taken.
             before_hold=lambda order: remember(OrderRead.model_validate(order)),
         )
-        return OrderRead.model_validate(placed)
 
-    answer = idempotent.run_in_transaction(201, place)
+    # The whole command in one worker thread (its database calls block).
+    answer = await run_in_threadpool(idempotent.run_in_transaction, 201, place)
     if answer.headers.get(REPLAYED_HEADER) is None:
         metrics.record_order_placed()
     return answer

@@ -1,8 +1,10 @@
 """`Idempotency-Key`: the first answer to a money-moving POST is stored and replayed.
 
-Keys are per caller. `claim()` inserts the key before the command runs: a concurrent
-duplicate waits on that row (same transaction) or sees it in flight (separate ones) and gets
-`RequestInProgress`; a later duplicate gets the stored answer; the same key with a different
+Keys are per caller. A command that is one transaction writes its answer under the key with
+its own writes (`store()`): a concurrent duplicate waits on that row until the first commits,
+then finds the answer (`replay()`). A command of several transactions `claim()`s the key
+first, in a transaction of its own: a duplicate meanwhile sees it in flight and gets
+`RequestInProgress`. A later duplicate gets the stored answer; the same key with a different
 request body is refused. Only successful answers are stored: a request that failed changed
 nothing, so running it again is the right retry.
 """
@@ -13,10 +15,13 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+import psycopg
+from psycopg.types.json import Jsonb
+from sqlalchemy import bindparam, delete, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from api.db import Statement, compiled
 from api.errors import IdempotencyKeyReused, InvalidInput, RequestInProgress
 from api.models import IdempotencyKey
 
@@ -35,14 +40,68 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return hashlib.sha256(b"\0".join([method.encode(), path.encode(), body])).hexdigest()
 
 
-def claim(
-    session: Session, *, caller: str, key: str, fingerprint: str, now: datetime
-) -> StoredResponse | None:
-    """None: the caller owns the key and runs the command. Otherwise the stored answer."""
+_STORE = compiled(
+    insert(IdempotencyKey).values(
+        caller=bindparam("caller"),
+        key=bindparam("key"),
+        request_fingerprint=bindparam("fingerprint"),
+        created_at=bindparam("now"),
+        response_status=bindparam("status"),
+        response_body=bindparam("body"),
+    )
+)
+
+
+def check_key(key: str) -> None:
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidInput(
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", field="Idempotency-Key"
         )
+
+
+def store(
+    *, caller: str, key: str, fingerprint: str, status: int, body: dict, now: datetime
+) -> Statement:
+    """The statement that stores a one-transaction command's answer under its key, for the
+    command to send with its own writes. It fails if the key is taken (`key_taken`): then
+    `replay` the answer stored under it."""
+    params = {
+        "caller": caller,
+        "key": key,
+        "fingerprint": fingerprint,
+        "now": now,
+        "status": status,
+        "body": Jsonb(body),
+    }
+    return _STORE, params
+
+
+def key_taken(error: Exception) -> bool:
+    """Whether `error` is `store()`'s statement meeting a key already stored."""
+    return (
+        isinstance(error, psycopg.errors.UniqueViolation)
+        and error.diag.table_name == IdempotencyKey.__tablename__
+    )
+
+
+def stored(session: Session, *, caller: str, key: str, fingerprint: str) -> StoredResponse | None:
+    """The answer stored under a key, for a repeat of the request; None if nothing is stored
+    under it. Raises for a different request under the same key, or one still running."""
+    row = session.get(IdempotencyKey, (caller, key))
+    if row is None:
+        return None
+    if row.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused("this Idempotency-Key was used for a different request", key=key)
+    if row.response_status is None:
+        raise RequestInProgress("a request with this Idempotency-Key is still running", key=key)
+    return StoredResponse(row.response_status, row.response_body)
+
+
+def claim(
+    session: Session, *, caller: str, key: str, fingerprint: str, now: datetime
+) -> StoredResponse | None:
+    """None: the caller owns the key and runs the command. Otherwise the stored answer."""
+    check_key(key)
     inserted = session.scalar(
         insert(IdempotencyKey)
         .values(caller=caller, key=key, request_fingerprint=fingerprint, created_at=now)

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from psycopg.errors import LockNotAvailable
-from sqlalchemy import TextClause, and_, func, or_, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from api.db import Statement, compiled, run_together
 from api.errors import Busy
 from api.models import (
     HOLDING_STATUSES,
@@ -181,31 +182,42 @@ def capacities(session: Session, ticket_type_ids: Iterable[int], now: datetime) 
     return [capacity_of(row) for row in rows]
 
 
+# The quotas the ticket types (:ids) draw on, as one sorted array.
+QUOTAS_OF = compiled(
+    text(
+        "SELECT ARRAY(SELECT DISTINCT quota_id FROM quota_ticket_types "
+        "WHERE ticket_type_id = ANY(CAST(:ids AS bigint[])) ORDER BY quota_id)"
+    )
+)
+
+
+def lock_statement(
+    ticket_type_ids: Iterable[int],
+    quota_ids: Iterable[int] = (),
+    promo_code_ids: Iterable[int] = (),
+) -> tuple[frozenset[tuple[int, int]], Statement]:
+    """The (kind, id) to lock, and one statement that sets the lock timeout and takes them in
+    order (kinds, then ids, ascending: every transaction takes them in one order, so none
+    waits in a circle)."""
+    keys = [(TICKET_TYPE_LOCK, i) for i in sorted(set(ticket_type_ids))]
+    keys += [(QUOTA_LOCK, q) for q in sorted(set(quota_ids))]
+    keys += [(PROMO_CODE_LOCK, p) for p in sorted(set(promo_code_ids))]
+    # Target-list expressions run left to right: the timeout first, then the locks in order.
+    calls = ", ".join("pg_advisory_xact_lock(%s, %s)" for _ in keys)
+    params = [LOCK_TIMEOUT, *(part for key in keys for part in key)]
+    return frozenset(keys), (f"SELECT set_config('lock_timeout', %s, true), {calls}", params)
+
+
 def _lock_statement(
     session: Session, ids: list[int], promo_code_ids: Iterable[int] = ()
-) -> tuple[list[tuple[int, int]], str, dict]:
-    """The (kind, id) to lock, and one statement that locks them in that order (kinds, then
-    ids, ascending: every transaction takes them in one order, so none waits in a circle).
-    Looks up the quotas involved (and sets the lock timeout) on the way."""
-    quota_ids = session.execute(
-        text(
-            "SELECT set_config('lock_timeout', :timeout, true), ARRAY(SELECT DISTINCT quota_id "
-            "FROM quota_ticket_types WHERE ticket_type_id = ANY(:ids) ORDER BY quota_id)"
-        ),
-        {"timeout": LOCK_TIMEOUT, "ids": ids},
-    ).one()[1]
-    keys = [(TICKET_TYPE_LOCK, i) for i in ids] + [(QUOTA_LOCK, q) for q in quota_ids]
-    keys += [(PROMO_CODE_LOCK, p) for p in sorted(set(promo_code_ids))]
-    # Target-list expressions run left to right: the locks are taken in `keys` order.
-    calls = ", ".join(f"pg_advisory_xact_lock(:k{n}, :v{n})" for n in range(len(keys)))
-    params = {}
-    for n, (kind, key) in enumerate(keys):
-        params |= {f"k{n}": kind, f"v{n}": key}
-    return keys, f"SELECT {calls}", params
+) -> tuple[frozenset[tuple[int, int]], Statement]:
+    """`lock_statement`, looking up the quotas involved first (one round trip)."""
+    (cursor,) = run_together(session, [(QUOTAS_OF, {"ids": ids})])
+    return lock_statement(ids, cursor.fetchone()[0], promo_code_ids)
 
 
 @contextmanager
-def _busy_on_lock_timeout() -> Iterator[None]:
+def busy_on_lock_timeout() -> Iterator[None]:
     try:
         yield
     except (OperationalError, LockNotAvailable) as exc:
@@ -225,29 +237,10 @@ def lock_capacities(
     in between from one it holds. Raises `Busy` if another transaction holds one for longer
     than LOCK_TIMEOUT.
     """
-    keys, statement, params = _lock_statement(session, sorted(set(ticket_type_ids)), promo_code_ids)
-    with _busy_on_lock_timeout():
-        session.execute(text(statement), params)
-    return frozenset(keys)
-
-
-def lock_capacities_then(
-    session: Session, ticket_type_ids: Iterable[int], statement: TextClause, params: dict
-) -> tuple[frozenset[tuple[int, int]], list[tuple]]:
-    """`lock_capacities`, then `statement`, sent together (psycopg's pipeline mode): the
-    statement runs the moment the locks are had, with no round trip to Python in between.
-    Returns what was locked and the statement's rows."""
-    keys, lock_sql, lock_params = _lock_statement(session, sorted(set(ticket_type_ids)))
-    dialect = session.get_bind().dialect
-    locking = text(lock_sql).compile(dialect=dialect)
-    following = statement.compile(dialect=dialect)
-    driver = session.connection().connection.driver_connection  # in this transaction
-    with _busy_on_lock_timeout():
-        with driver.pipeline():
-            driver.execute(str(locking), locking.construct_params(lock_params))
-            cursor = driver.execute(str(following), following.construct_params(params))
-        rows = cursor.fetchall()
-    return frozenset(keys), rows
+    keys, locking = _lock_statement(session, sorted(set(ticket_type_ids)), promo_code_ids)
+    with busy_on_lock_timeout():
+        run_together(session, [locking])
+    return keys
 
 
 def lock_and_count(
