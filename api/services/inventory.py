@@ -129,16 +129,17 @@ COUNTED_CAPACITIES = f"""{_CAPS}{_TAKEN}
 """
 # Checkout's `counted`, for an order given as a CTE `wanted(ticket_type_id, quantity)` defined
 # before it. Counting the live holds exactly visits every item of the ticket types, so first
-# each capacity is bounded in O(1) from the trigger-kept counts: sold + pending (lapsed holds
-# the sweeper has not marked yet included) is never less than what is taken. If the order
-# fits under every bound, `used` is that bound; only if it does not (near a sell-out) is every
-# capacity counted exactly, so a refusal reports exact figures. Checkout reads it holding the
-# capacities' locks, inside the statement that writes the order.
+# each capacity is bounded in O(1) from the trigger-kept counts: sold + pending (held -
+# released: lapsed holds the sweeper has not marked yet included) is never less than what is
+# taken. If the order fits under every bound, `used` is that bound; only if it does not (near
+# a sell-out) is every capacity counted exactly, so a refusal reports exact figures. Checkout
+# reads it holding the capacities' locks, inside the statement that writes the order.
 COUNTED_FOR_ORDER = f"""{_CAPS}
     bounded AS (
         SELECT c.kind, c.id, c.total, c.members,
-               (SELECT coalesce(sum(s.tickets_sold + s.tickets_pending), 0)
+               (SELECT coalesce(sum(s.tickets_sold + h.tickets_held - s.tickets_released), 0)
                 FROM ticket_type_sales s
+                JOIN ticket_type_holds h ON h.ticket_type_id = s.ticket_type_id
                 WHERE s.ticket_type_id = ANY(c.members))::bigint AS at_most,
                (SELECT coalesce(sum(w.quantity), 0) FROM wanted w
                 WHERE w.ticket_type_id = ANY(c.members))::bigint AS asked
