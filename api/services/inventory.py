@@ -199,14 +199,22 @@ def lock_statement(
 ) -> tuple[frozenset[tuple[int, int]], Statement]:
     """The (kind, id) to lock, and one statement that sets the lock timeout and takes them in
     order (kinds, then ids, ascending: every transaction takes them in one order, so none
-    waits in a circle)."""
+    waits in a circle).
+
+    It also makes the rest of the transaction run prepared statements on their generic
+    plan: PostgreSQL otherwise re-plans checkout's statement on every run (a custom plan
+    for each set of parameters), 0.7 ms of planning that every buyer of the ticket type
+    would wait for, under the locks.
+    """
     keys = [(TICKET_TYPE_LOCK, i) for i in sorted(set(ticket_type_ids))]
     keys += [(QUOTA_LOCK, q) for q in sorted(set(quota_ids))]
     keys += [(PROMO_CODE_LOCK, p) for p in sorted(set(promo_code_ids))]
-    # Target-list expressions run left to right: the timeout first, then the locks in order.
+    # Target-list expressions run left to right: the settings first, then the locks in order.
     calls = ", ".join("pg_advisory_xact_lock(%s, %s)" for _ in keys)
     params = [LOCK_TIMEOUT, *(part for key in keys for part in key)]
-    return frozenset(keys), (f"SELECT set_config('lock_timeout', %s, true), {calls}", params)
+    settings = "set_config('lock_timeout', %s, true), "
+    settings += "set_config('plan_cache_mode', 'force_generic_plan', true)"
+    return frozenset(keys), (f"SELECT {settings}, {calls}", params)
 
 
 def _lock_statement(
