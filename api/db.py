@@ -3,8 +3,8 @@
 Services take a `Session` and never commit; `unit_of_work()` commits once when the command
 returns and rolls back when it raises, so nothing is ever half-written. One exception, for
 statements run under locks that every buyer of a ticket type waits for: `commit_with()`
-sends them and the commit in one round trip, so the locks are held for server time only;
-the unit of work's own commit then finds nothing left to do.
+sends a command's last statements and the commit in one round trip, so the locks are held
+for server time only; the unit of work's own commit then finds nothing left to do.
 
 The checkout's hot paths speak to psycopg directly (`driver()`), in the session's
 transaction, with SQL compiled once from the models (`compiled()`): the ORM's work per
@@ -84,7 +84,8 @@ def run_together(session: Session, statements: Sequence[Statement]) -> list[psyc
 
 def commit_with(session: Session, statements: Sequence[Statement]) -> list[psycopg.Cursor]:
     """`run_together`, with the commit in the same round trip: for the last statements of a
-    command, run under locks that others wait for, which the commit releases. If one fails,
+    command, above all those run under locks that others wait for, which the commit releases
+    (and for a command that is one statement, to save it a round trip). If one fails,
     nothing commits (the transaction is left failed, for the unit of work to roll back)."""
     connection = driver(session)
     with connection.pipeline():
