@@ -47,6 +47,50 @@ class Idempotency:
 
         return self._once(status_code, command, answer_then_store)
 
+    def run_in_transactions(
+        self, status_code: int, command: Callable[[KeyInCommand | None], BaseModel]
+    ) -> JSONResponse:
+        """Like `run`, for a command of several transactions that claims the key in its first
+        (`KeyInCommand.claim`, whose check raises KeyTaken) and stores its answer in its last
+        when it can (`KeyInCommand.answer`), instead of a transaction of its own each."""
+        if self.key is None:
+            return JSONResponse(command(None).model_dump(mode="json"), status_code)
+        key = KeyInCommand(self, status_code)
+        try:
+            answer = command(key)
+        except idempotency.KeyTaken:
+            with unit_of_work(self.engine) as session:
+                stored = idempotency.claim(
+                    session, **self._scope, fingerprint=self.fingerprint, now=self.now
+                )
+            if stored is not None:
+                return JSONResponse(stored.body, stored.status, headers={REPLAYED_HEADER: "true"})
+            key = KeyInCommand(self, status_code, claimed=True)  # a stale claim, taken over
+            answer = self._releasing(key, command)
+        except BaseException:
+            if key.claim.claimed:  # not if the claim did not commit: it may be another's
+                with unit_of_work(self.engine) as session:
+                    idempotency.release(session, **self._scope)
+            raise
+        body = answer.model_dump(mode="json")
+        # Stored with the command's last writes only if that is the answer it gave in the end
+        # (a payment recorded another way answers with another payment id).
+        if key.stored != body:
+            with unit_of_work(self.engine) as session:
+                idempotency.complete(session, **self._scope, status=status_code, body=body)
+        return JSONResponse(body, status_code)
+
+    def _releasing(
+        self, key: KeyInCommand, command: Callable[[KeyInCommand], BaseModel]
+    ) -> BaseModel:
+        """Run `command` holding the key; release it if the command fails."""
+        try:
+            return command(key)
+        except BaseException:
+            with unit_of_work(self.engine) as session:
+                idempotency.release(session, **self._scope)
+            raise
+
     def run_in_transaction(
         self, status_code: int, command: Callable[[Session, Remember], object]
     ) -> JSONResponse:
@@ -127,6 +171,28 @@ class Idempotency:
                 idempotency.release(session, **self._scope)
             raise
         return JSONResponse(body, status_code)
+
+
+class KeyInCommand:
+    """The Idempotency-Key handed to a command of several transactions: the statements that
+    claim it and store the answer, for the command to send with its own."""
+
+    def __init__(self, idempotent: Idempotency, status_code: int, *, claimed: bool = False):
+        self._idempotent = idempotent
+        self._status_code = status_code
+        self.claim = None
+        if not claimed:
+            self.claim = idempotency.claim_statement(
+                **idempotent._scope, fingerprint=idempotent.fingerprint, now=idempotent.now
+            )
+        self.stored: dict | None = None
+
+    def answer(self, answer: BaseModel) -> Statement:
+        """The statement that stores `answer`, to commit with the command's last writes."""
+        self.stored = answer.model_dump(mode="json")
+        return idempotency.complete_statement(
+            **self._idempotent._scope, status=self._status_code, body=self.stored
+        )
 
 
 async def _idempotency(

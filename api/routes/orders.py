@@ -21,7 +21,7 @@ from api.deps import (
 )
 from api.errors import DomainError, HoldExpired
 from api.models import Order
-from api.routes.idempotency import REPLAYED_HEADER, IdempotencyDep, Remember
+from api.routes.idempotency import REPLAYED_HEADER, IdempotencyDep, KeyInCommand, Remember
 from api.schemas.common import AUTH_ERRORS, CONFLICT, NOT_FOUND, ErrorResponse, PathId
 from api.schemas.sales import (
     OrderCreate,
@@ -50,6 +50,18 @@ MONEY_ERRORS = {
 class PaymentDeclined(DomainError):
     status = 402
     code = "payment_declined"
+
+
+def _payment_read(outcome: payments.PaymentOutcome) -> PaymentRead:
+    return PaymentRead(
+        payment_id=outcome.payment_id,
+        order_id=outcome.order_id,
+        status=outcome.payment_status,
+        order_status=outcome.order_status,
+        provider_payment_id=outcome.provider_payment_id,
+        client_secret=outcome.client_secret,
+        failure_code=outcome.failure_code,
+    )
 
 
 def _order_read(session, order: Order) -> OrderRead:
@@ -116,10 +128,10 @@ def cancel_order(order_id: PathId, caller: CallerDep, session: SessionDep) -> Or
     response_model=PaymentRead,
     responses={**MONEY_ERRORS, 402: {"model": ErrorResponse}},
 )
-def pay(
+async def pay(
     order_id: PathId,
     body: PaymentCreate,
-    caller: CallerDep,
+    payer: UserIdDep,
     engine: EngineDep,
     provider: ProviderDep,
     now: NowDep,
@@ -127,15 +139,17 @@ def pay(
 ):
     """Charge the order's total. With a payment method the answer is final (paid, or 402)."""
 
-    def charge() -> PaymentRead:
+    def charge(key: KeyInCommand | None) -> PaymentRead:
         outcome = payments.start_payment(
             engine,
             provider,
-            caller,
+            payer_id=payer,
             order_id=order_id,
             payment_method=body.payment_method,
             now=now,
             attempt_key=idempotent.key,
+            claim=key.claim if key else None,
+            answer=(lambda outcome: key.answer(_payment_read(outcome))) if key else None,
         )
         if outcome.payment_status.value in ("succeeded", "failed"):
             metrics.record_payment(outcome.payment_status.value)
@@ -152,17 +166,10 @@ def pay(
                 payment_id=outcome.payment_id,
                 failure_code=outcome.failure_code,
             )
-        return PaymentRead(
-            payment_id=outcome.payment_id,
-            order_id=outcome.order_id,
-            status=outcome.payment_status,
-            order_status=outcome.order_status,
-            provider_payment_id=outcome.provider_payment_id,
-            client_secret=outcome.client_secret,
-            failure_code=outcome.failure_code,
-        )
+        return _payment_read(outcome)
 
-    return idempotent.run(201, charge)
+    # The whole command in one worker thread (its database and processor calls block).
+    return await run_in_threadpool(idempotent.run_in_transactions, 201, charge)
 
 
 @router.get("/{order_id}/tickets", response_model=list[TicketRead])

@@ -2,11 +2,12 @@
 
 Keys are per caller. A command that is one transaction writes its answer under the key with
 its own writes (`store()`): a concurrent duplicate waits on that row until the first commits,
-then finds the answer (`replay()`). A command of several transactions `claim()`s the key
-first, in a transaction of its own: a duplicate meanwhile sees it in flight and gets
-`RequestInProgress`. A later duplicate gets the stored answer; the same key with a different
-request body is refused. Only successful answers are stored: a request that failed changed
-nothing, so running it again is the right retry.
+then finds the answer (`stored()`). A command of several transactions claims the key in its
+first (`claim_statement()`, or `claim()` in a transaction of its own) and stores the answer
+in its last (`complete_statement()`, or `complete()`): a duplicate meanwhile sees it in
+flight and gets `RequestInProgress`. A later duplicate gets the stored answer; the same key
+with a different request body is refused. Only successful answers are stored: a request that
+failed changed nothing, so running it again is the right retry.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import bindparam, delete, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from api.db import Statement, compiled
+from api.db import Statement, compiled, run_together
 from api.errors import IdempotencyKeyReused, InvalidInput, RequestInProgress
 from api.models import IdempotencyKey
 
@@ -97,18 +98,62 @@ def stored(session: Session, *, caller: str, key: str, fingerprint: str) -> Stor
     return StoredResponse(row.response_status, row.response_body)
 
 
+_CLAIM = compiled(
+    insert(IdempotencyKey)
+    .values(
+        caller=bindparam("caller"),
+        key=bindparam("key"),
+        request_fingerprint=bindparam("fingerprint"),
+        created_at=bindparam("now"),
+    )
+    .on_conflict_do_nothing()
+    .returning(IdempotencyKey.key)
+)
+_COMPLETE = compiled(
+    update(IdempotencyKey)
+    .where(IdempotencyKey.caller == bindparam("caller"), IdempotencyKey.key == bindparam("key"))
+    .values(response_status=bindparam("status"), response_body=bindparam("body"))
+)
+
+
+class KeyTaken(Exception):
+    """`ClaimStatement`'s key was taken: see what is stored under it (`claim()`)."""
+
+
+@dataclass
+class ClaimStatement:
+    """A claim of a key for a command of several transactions to send in its first, committed
+    before the command's side effects (the processor call); `check` its cursor once that
+    committed."""
+
+    statement: Statement
+    claimed: bool = False  # the key is the caller's now (to release if the command fails)
+
+    def check(self, cursor: psycopg.Cursor) -> None:
+        if cursor.fetchone() is None:
+            raise KeyTaken
+        self.claimed = True
+
+
+def claim_statement(*, caller: str, key: str, fingerprint: str, now: datetime) -> ClaimStatement:
+    check_key(key)
+    params = {"caller": caller, "key": key, "fingerprint": fingerprint, "now": now}
+    return ClaimStatement((_CLAIM, params))
+
+
+def complete_statement(*, caller: str, key: str, status: int, body: dict) -> Statement:
+    """`complete()` as a statement, for a command to send with its last writes."""
+    return _COMPLETE, {"caller": caller, "key": key, "status": status, "body": Jsonb(body)}
+
+
 def claim(
     session: Session, *, caller: str, key: str, fingerprint: str, now: datetime
 ) -> StoredResponse | None:
     """None: the caller owns the key and runs the command. Otherwise the stored answer."""
     check_key(key)
-    inserted = session.scalar(
-        insert(IdempotencyKey)
-        .values(caller=caller, key=key, request_fingerprint=fingerprint, created_at=now)
-        .on_conflict_do_nothing()
-        .returning(IdempotencyKey.key)
-    )
-    if inserted is not None:
+    params = {"caller": caller, "key": key, "fingerprint": fingerprint, "now": now}
+    (inserted,) = run_together(session, [(_CLAIM, params)])
+    if inserted.fetchone() is not None:
         return None
     row = session.get(IdempotencyKey, (caller, key), with_for_update=True)
     if row is None:  # released by the first request, which failed, a moment ago
@@ -124,11 +169,7 @@ def claim(
 
 
 def complete(session: Session, *, caller: str, key: str, status: int, body: dict) -> None:
-    session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.caller == caller, IdempotencyKey.key == key)
-        .values(response_status=status, response_body=body)
-    )
+    run_together(session, [complete_statement(caller=caller, key=key, status=status, body=body)])
 
 
 def release(session: Session, *, caller: str, key: str) -> None:
