@@ -1,6 +1,7 @@
 """`python -m api`: bring the schema up to date, then serve the API on 127.0.0.1.
 
-With the embedded payment processor, the API first asks it to send its webhooks here.
+With the embedded payment processor, the API first asks it to send its webhooks here (the
+event types it handles).
 
 With `TICKETFLOW_API_WORKERS` > 1 uvicorn runs that many worker processes; their metrics
 meet in `<data_dir>/run/prometheus`, emptied at each start so old workers' counts vanish.
@@ -16,6 +17,7 @@ import shutil
 import uvicorn
 
 from api import migrate
+from api.payments.stripe_provider import WEBHOOK_EVENTS
 from api.telemetry.logs import configure_logging, logging_config
 from ticketflow.embedded.payments import register_webhook
 from ticketflow.settings import LOCALHOST, Settings, get_settings
@@ -40,6 +42,7 @@ def _receive_embedded_webhooks(settings: Settings, port: int) -> None:
             "ticketflow-api",
             url=f"http://{LOCALHOST}:{port}/webhooks/stripe",
             secret=settings.effective_webhook_secret,
+            events=WEBHOOK_EVENTS,  # the others would only be answered "ignored"
         )
     except OSError as exc:
         log.warning(

@@ -18,20 +18,27 @@ from api.payments.provider import PaymentProvider
 from api.services.access import Caller, load_caller
 from ticketflow.settings import Settings, get_settings
 
+# The trivial dependencies are coroutines: FastAPI runs a plain `def` dependency in a worker
+# thread, a hand-off that costs more than what these do.
 
-def engine() -> Engine:
+
+async def engine() -> Engine:
     """The database engine (tests override this one dependency to use their own)."""
     return get_engine()
 
 
-def settings() -> Settings:
+async def settings() -> Settings:
     return get_settings()
 
 
-def payment_provider() -> PaymentProvider:
+def default_payment_provider() -> PaymentProvider:
     from api.payments.stripe_provider import provider_for
 
     return provider_for(get_settings())
+
+
+async def payment_provider() -> PaymentProvider:
+    return default_payment_provider()
 
 
 EngineDep = Annotated[Engine, Depends(engine)]
@@ -44,7 +51,7 @@ def _session(engine: EngineDep) -> Iterator[Session]:
         yield session
 
 
-def current_time() -> datetime:
+async def current_time() -> datetime:
     return datetime.now(UTC)
 
 
@@ -57,16 +64,23 @@ NowDep = Annotated[datetime, Depends(current_time)]
 _bearer = HTTPBearer(auto_error=False, description="an access token from POST /auth/login")
 
 
-def _caller(
-    engine: EngineDep,
+async def _user_id(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Caller:
+) -> int:
     if credentials is None:
         raise Unauthorized("sign in first: send `Authorization: Bearer <token>`")
-    user_id = security.user_id_from_token(
+    return security.user_id_from_token(
         credentials.credentials, secret=settings.effective_jwt_secret
     )
+
+
+# The signed-in user's id, from the token alone: for commands that check the account in their
+# own transaction (checkout), instead of a transaction of its own before them.
+UserIdDep = Annotated[int, Depends(_user_id)]
+
+
+def _caller(engine: EngineDep, user_id: UserIdDep) -> Caller:
     with unit_of_work(engine) as session:
         return load_caller(session, user_id)
 

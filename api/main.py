@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import deps, hold_sweeper, telemetry
+from api.db import get_engine
 from api.errors import DomainError
 from api.routes import (
     admin,
@@ -68,8 +69,8 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    engine = app.dependency_overrides.get(deps.engine, deps.engine)
-    provider = app.dependency_overrides.get(deps.payment_provider, deps.payment_provider)
+    engine = app.dependency_overrides.get(deps.engine, get_engine)
+    provider = app.dependency_overrides.get(deps.payment_provider, deps.default_payment_provider)
     async with hold_sweeper.running(engine, provider):
         yield
 

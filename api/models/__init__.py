@@ -31,6 +31,7 @@ from api.models.sales import (
     OrderStatus,
     Ticket,
     TicketStatus,
+    TicketTypeHolds,
     TicketTypeSales,
 )
 
@@ -61,6 +62,7 @@ __all__ = [
     "Ticket",
     "TicketStatus",
     "TicketType",
+    "TicketTypeHolds",
     "TicketTypeSales",
     "User",
     "Venue",

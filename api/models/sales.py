@@ -94,15 +94,39 @@ class CheckIn(Base):
 
 
 class TicketTypeSales(Base):
-    """Tickets in paid or partially refunded orders, per ticket type.
+    """Per ticket type: tickets in paid or partially refunded orders, and tickets whose hold
+    was released (their order left `pending`: paid, expired or cancelled).
 
-    Written only by the `ticket_type_sales_follow_order` trigger (migration 0003), during the
-    commit of the transaction that changes an order's status (deferred since 0005), so it
-    always equals the count over the orders while checkout reads it in O(1).
+    Written only by the `ticket_type_sales_follow_order` trigger (migrations 0003, 0006,
+    0008), during the commit of the transaction that changes an order's status (deferred
+    since 0005), so both always equal the counts over the orders. The row is made with its
+    ticket type.
     """
 
     __tablename__ = "ticket_type_sales"
-    __table_args__ = (CheckConstraint("tickets_sold >= 0", name="not_negative"),)
+    __table_args__ = (
+        CheckConstraint("tickets_sold >= 0", name="not_negative"),
+        CheckConstraint("tickets_released >= 0", name="released_not_negative"),
+    )
 
     ticket_type_id: Mapped[int] = mapped_column(ForeignKey("ticket_types.id"), primary_key=True)
     tickets_sold: Mapped[int] = mapped_column(server_default="0")
+    tickets_released: Mapped[int] = mapped_column(server_default="0")
+
+
+class TicketTypeHolds(Base):
+    """Per ticket type: tickets ever written into pending orders (`tickets_held`).
+
+    Written only by the `ticket_type_holds_follow_items` trigger (migration 0008), in the
+    transaction that writes the items, which checkout does under the ticket type's lock; the
+    row is made with its ticket type. tickets_held - `TicketTypeSales.tickets_released` =
+    the tickets in pending orders, lapsed holds included: with `tickets_sold`, an upper
+    bound of what the ticket type has taken, read in O(1). Apart from the sales row, so
+    that checkouts and payments of one ticket type do not queue on each other's row.
+    """
+
+    __tablename__ = "ticket_type_holds"
+    __table_args__ = (CheckConstraint("tickets_held >= 0", name="not_negative"),)
+
+    ticket_type_id: Mapped[int] = mapped_column(ForeignKey("ticket_types.id"), primary_key=True)
+    tickets_held: Mapped[int] = mapped_column(server_default="0")

@@ -7,12 +7,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api import ratelimit
-from api.deps import CallerDep, EngineDep, NowDep, ProviderDep, SessionDep, SettingsDep
+from api.deps import (
+    CallerDep,
+    EngineDep,
+    NowDep,
+    ProviderDep,
+    SessionDep,
+    SettingsDep,
+    UserIdDep,
+)
 from api.errors import DomainError, HoldExpired
 from api.models import Order
-from api.routes.idempotency import REPLAYED_HEADER, IdempotencyDep, Remember
+from api.routes.idempotency import REPLAYED_HEADER, IdempotencyDep, KeyInCommand, Remember
 from api.schemas.common import AUTH_ERRORS, CONFLICT, NOT_FOUND, ErrorResponse, PathId
 from api.schemas.sales import (
     OrderCreate,
@@ -43,38 +52,49 @@ class PaymentDeclined(DomainError):
     code = "payment_declined"
 
 
+def _payment_read(outcome: payments.PaymentOutcome) -> PaymentRead:
+    return PaymentRead(
+        payment_id=outcome.payment_id,
+        order_id=outcome.order_id,
+        status=outcome.payment_status,
+        order_status=outcome.order_status,
+        provider_payment_id=outcome.provider_payment_id,
+        client_secret=outcome.client_secret,
+        failure_code=outcome.failure_code,
+    )
+
+
 def _order_read(session, order: Order) -> OrderRead:
     fields = {name: getattr(order, name) for name in OrderRead.model_fields if name != "items"}
     return OrderRead.model_validate({**fields, "items": orders.items_of(session, order.id)})
 
 
 @router.post("", status_code=201, response_model=OrderRead, responses=MONEY_ERRORS)
-def place_order(
+async def place_order(
     body: OrderCreate,
-    caller: CallerDep,
-    engine: EngineDep,
+    buyer: UserIdDep,
     settings: SettingsDep,
     now: NowDep,
     idempotent: IdempotencyDep,
 ):
     """Hold the tickets for `hold_minutes` (15 by default) in a pending order; pay to keep them."""
-    ratelimit.check("checkout", str(caller.user_id))
+    ratelimit.check("checkout", str(buyer))
 
-    def place(session: Session, remember: Remember) -> OrderRead:
-        placed = orders.place_order(
+    def place(session: Session, remember: Remember) -> None:
+        orders.place_order(
             session,
-            user_id=caller.user_id,
+            user_id=buyer,
             event_id=body.event_id,
             lines=[LineRequest(i.ticket_type_id, i.quantity) for i in body.items],
             now=now,
             hold=timedelta(minutes=settings.hold_minutes),
             promo_code=body.promo_code,
-            # Stored before the tickets' locks are taken, in the same transaction.
+            # Stored with the order, before the tickets' locks are taken.
             before_hold=lambda order: remember(OrderRead.model_validate(order)),
         )
-        return OrderRead.model_validate(placed)
 
-    answer = idempotent.run_in_transaction(201, place)
+    # The whole command in one worker thread (its database calls block).
+    answer = await run_in_threadpool(idempotent.run_in_transaction, 201, place)
     if answer.headers.get(REPLAYED_HEADER) is None:
         metrics.record_order_placed()
     return answer
@@ -108,10 +128,10 @@ def cancel_order(order_id: PathId, caller: CallerDep, session: SessionDep) -> Or
     response_model=PaymentRead,
     responses={**MONEY_ERRORS, 402: {"model": ErrorResponse}},
 )
-def pay(
+async def pay(
     order_id: PathId,
     body: PaymentCreate,
-    caller: CallerDep,
+    payer: UserIdDep,
     engine: EngineDep,
     provider: ProviderDep,
     now: NowDep,
@@ -119,15 +139,17 @@ def pay(
 ):
     """Charge the order's total. With a payment method the answer is final (paid, or 402)."""
 
-    def charge() -> PaymentRead:
+    def charge(key: KeyInCommand | None) -> PaymentRead:
         outcome = payments.start_payment(
             engine,
             provider,
-            caller,
+            payer_id=payer,
             order_id=order_id,
             payment_method=body.payment_method,
             now=now,
             attempt_key=idempotent.key,
+            claim=key.claim if key else None,
+            answer=(lambda outcome: key.answer(_payment_read(outcome))) if key else None,
         )
         if outcome.payment_status.value in ("succeeded", "failed"):
             metrics.record_payment(outcome.payment_status.value)
@@ -144,17 +166,10 @@ def pay(
                 payment_id=outcome.payment_id,
                 failure_code=outcome.failure_code,
             )
-        return PaymentRead(
-            payment_id=outcome.payment_id,
-            order_id=outcome.order_id,
-            status=outcome.payment_status,
-            order_status=outcome.order_status,
-            provider_payment_id=outcome.provider_payment_id,
-            client_secret=outcome.client_secret,
-            failure_code=outcome.failure_code,
-        )
+        return _payment_read(outcome)
 
-    return idempotent.run(201, charge)
+    # The whole command in one worker thread (its database and processor calls block).
+    return await run_in_threadpool(idempotent.run_in_transactions, 201, charge)
 
 
 @router.get("/{order_id}/tickets", response_model=list[TicketRead])

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, text, update
+import psycopg
+from sqlalchemy import BigInteger, any_, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from api.db import Statement, commit_with, compiled, run_together
 from api.errors import (
+    Busy,
     InvalidInput,
     InvalidState,
     NotFound,
     OverOrderLimit,
     SalesClosed,
     SoldOut,
+    Unauthorized,
 )
 from api.models import (
     DiscountKind,
@@ -28,6 +35,7 @@ from api.models import (
     PromoCode,
     Role,
     TicketType,
+    User,
 )
 from api.services import inventory
 from api.services.access import Caller
@@ -66,24 +74,37 @@ class PlacedOrder:
     items: list[PlacedItem]
 
 
+# Refusals raised inside the statement that writes the order (`checkout_refuse()`, migration
+# 0007), so that the COMMIT sent with it cannot commit a refused order.
+_SOLD_OUT = "TF001"
+_CAPACITIES_CHANGED = "TF002"
+_PROMO_USED_UP = "TF003"
+
 # Under the capacities' locks, one statement counts what each capacity has taken and, if the
-# order fits them all, writes it and its items; it returns the counts either way (for the
-# "sold out" answer). So the locks are held for this statement and the commit.
-_HOLD_IF_IT_FITS = text(
-    f"""
-    WITH {inventory.COUNTED_CAPACITIES},
-    wanted AS (
+# order fits them all (and a limited promo code has a use left), writes it and its items;
+# otherwise it fails with one of the refusals above, the counts in its detail.
+_HOLD_OR_REFUSE = compiled(
+    text(
+        f"""
+    WITH wanted AS (
         SELECT *
         FROM unnest(CAST(:ids AS bigint[]), CAST(:quantities AS bigint[]),
                     CAST(:unit_prices AS bigint[]))
             WITH ORDINALITY AS line(ticket_type_id, quantity, unit_price_minor, n)
     ),
+    {inventory.COUNTED_FOR_ORDER},
     fits AS (
         SELECT NOT EXISTS (
             SELECT 1 FROM counted c
             WHERE (SELECT sum(w.quantity) FROM wanted w WHERE w.ticket_type_id = ANY(c.members))
                   > c.total - c.used
         ) AS ok
+    ),
+    promo_uses AS (
+        SELECT count(*) AS n FROM orders o
+        WHERE o.promo_code_id = CAST(:promo_code_id AS bigint)
+          AND (o.status IN ('paid', 'partially_refunded')
+               OR (o.status = 'pending' AND o.expires_at > :now))
     ),
     new_order AS (
         INSERT INTO orders (id, user_id, event_id, status, currency, subtotal_minor,
@@ -102,10 +123,23 @@ _HOLD_IF_IT_FITS = text(
         FROM new_order, wanted w
         ORDER BY w.n
     )
-    SELECT kind, id, total, members, used, (SELECT count(*) FROM new_order) AS placed
-    FROM counted
-    ORDER BY kind, id
+    SELECT CASE
+        WHEN CAST(:promo_max_uses AS bigint) IS NOT NULL
+             AND (SELECT n FROM promo_uses) >= CAST(:promo_max_uses AS bigint)
+            THEN checkout_refuse('{_PROMO_USED_UP}', 'this promo code has been used up', NULL)
+        WHEN EXISTS (SELECT 1 FROM counted WHERE kind = CAST(:quota_kind AS integer)
+                     AND NOT id = ANY(CAST(:locked_quotas AS bigint[])))
+            THEN checkout_refuse('{_CAPACITIES_CHANGED}', 'a quota joined meanwhile', NULL)
+        WHEN NOT (SELECT ok FROM fits)
+            THEN checkout_refuse(
+                '{_SOLD_OUT}', 'not enough tickets left',
+                (SELECT jsonb_agg(jsonb_build_array(kind, id, total, members, used)
+                                  ORDER BY kind, id)
+                 FROM counted))
+        ELSE true
+    END
     """
+    )
 )
 _ORDER_COLUMNS = (
     "id",
@@ -119,16 +153,66 @@ _ORDER_COLUMNS = (
     "expires_at",
     "created_at",
 )
-_NEXT_ORDER_ID = text("SELECT nextval(pg_get_serial_sequence('orders', 'id'))")
+# What placing an order reads first, in one round trip.
+_BUYER = compiled(select(User.is_active).where(User.id == bindparam("user_id")))
+_EVENT = compiled(
+    select(Event.status, Event.sales_start_at, Event.sales_end_at).where(
+        Event.id == bindparam("event_id")
+    )
+)
+_TICKET_TYPES = compiled(
+    select(
+        TicketType.id,
+        TicketType.price_minor,
+        TicketType.currency,
+        TicketType.max_per_order,
+        TicketType.sales_start_at,
+        TicketType.sales_end_at,
+    ).where(
+        TicketType.id == any_(bindparam("ids", type_=ARRAY(BigInteger))),
+        TicketType.event_id == bindparam("event_id"),
+    )
+)
+_PROMO = compiled(
+    select(
+        PromoCode.id,
+        PromoCode.kind,
+        PromoCode.value,
+        PromoCode.max_uses,
+        PromoCode.valid_from,
+        PromoCode.valid_until,
+    ).where(PromoCode.event_id == bindparam("event_id"), PromoCode.code == bindparam("code"))
+)
+_NEXT_ORDER_ID = compiled(text("SELECT nextval(pg_get_serial_sequence('orders', 'id'))"))
 
 
-def _sales_open(event: Event, ticket_type: TicketType, now: datetime) -> bool:
-    start = ticket_type.sales_start_at or event.sales_start_at
-    end = ticket_type.sales_end_at or event.sales_end_at
+@dataclass(frozen=True)
+class _TicketType:
+    id: int
+    price_minor: int
+    currency: str
+    max_per_order: int
+    sales_start_at: datetime | None
+    sales_end_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _Promo:
+    id: int
+    kind: DiscountKind
+    value: int
+    max_uses: int | None
+    valid_from: datetime | None
+    valid_until: datetime | None
+
+
+def _sales_open(event_window: tuple[datetime, datetime], ticket_type, now: datetime) -> bool:
+    start = ticket_type.sales_start_at or event_window[0]
+    end = ticket_type.sales_end_at or event_window[1]
     return start <= now < end
 
 
-def _discount(promo: PromoCode | None, subtotal: int) -> int:
+def _discount(promo: _Promo | None, subtotal: int) -> int:
     if promo is None:
         return 0
     if promo.kind == DiscountKind.PERCENT:
@@ -136,12 +220,10 @@ def _discount(promo: PromoCode | None, subtotal: int) -> int:
     return min(promo.value, subtotal)
 
 
-def _promo(session: Session, event_id: int, code: str, now: datetime) -> PromoCode:
-    promo = session.scalar(
-        select(PromoCode).where(PromoCode.event_id == event_id, PromoCode.code == code.upper())
-    )
-    if promo is None:
+def _promo(row: tuple | None, now: datetime) -> _Promo:
+    if row is None:
         raise InvalidInput("unknown promo code", field="promo_code")
+    promo = _Promo(*row)
     if (promo.valid_from and now < promo.valid_from) or (
         promo.valid_until and now >= promo.valid_until
     ):
@@ -149,17 +231,22 @@ def _promo(session: Session, event_id: int, code: str, now: datetime) -> PromoCo
     return promo
 
 
-def _check_promo_uses(session: Session, promo: PromoCode, now: datetime) -> None:
-    """Called under the promo code's lock, so two buyers cannot both take the last use."""
-    if promo.max_uses is None:
-        return
-    used = session.scalar(
-        select(func.count())
-        .select_from(Order)
-        .where(Order.promo_code_id == promo.id, inventory.holding(now))
-    )
-    if used >= promo.max_uses:
-        raise InvalidInput("this promo code has been used up", field="promo_code")
+@contextmanager
+def _refusals(wanted: Mapping[int, int]) -> Iterator[None]:
+    """The write statement's refusals, as domain errors."""
+    try:
+        with inventory.busy_on_lock_timeout():
+            yield
+    except psycopg.Error as exc:
+        if exc.sqlstate == _SOLD_OUT:
+            caps = [inventory.capacity_of(row) for row in json.loads(exc.diag.message_detail)]
+            left = inventory.left_per_ticket_type(caps, wanted)
+            raise SoldOut("not enough tickets left", available=left) from exc
+        if exc.sqlstate == _CAPACITIES_CHANGED:
+            raise Busy("this event's ticket quotas changed a moment ago; retry") from exc
+        if exc.sqlstate == _PROMO_USED_UP:
+            raise InvalidInput("this promo code has been used up", field="promo_code") from exc
+        raise
 
 
 def place_order(
@@ -171,16 +258,20 @@ def place_order(
     now: datetime,
     hold: timedelta,
     promo_code: str | None = None,
-    before_hold: Callable[[PlacedOrder], None] | None = None,
+    before_hold: Callable[[PlacedOrder], Statement | None] | None = None,
 ) -> PlacedOrder:
-    """Create a pending order that holds its tickets until `now + hold`.
+    """Create a pending order that holds its tickets until `now + hold`; commits.
 
-    `before_hold` sees the order as it will be written, before the capacities are locked: what
-    it writes in the session commits with the order, or not at all, without lengthening the
-    time other buyers of the same tickets wait.
+    Two round trips: one reads what the checks need (the buyer, the event, its ticket types,
+    the quotas they draw on, the promo code) and draws the order's id; the other takes the
+    capacities' locks, writes the order if it fits, and commits, so that other buyers of the
+    same tickets wait for server time only. `before_hold` sees the order as it will be
+    written and may return a statement to write with it, before the locks (the
+    Idempotency-Key's answer): it commits with the order, or not at all.
 
-    Raises NotFound (unknown or unpublished event or ticket type), SalesClosed, OverOrderLimit,
-    SoldOut (with what is left), InvalidInput (bad promo code, empty order) or Busy.
+    Raises Unauthorized (the buyer's account is gone or disabled), NotFound (unknown or
+    unpublished event or ticket type), SalesClosed, OverOrderLimit, SoldOut (with what is
+    left), InvalidInput (bad promo code, empty order) or Busy.
     """
     wanted = Counter()
     for line in lines:
@@ -189,16 +280,27 @@ def place_order(
         wanted[line.ticket_type_id] += line.quantity
     if not wanted:
         raise InvalidInput("an order needs at least one ticket", field="items")
+    ids = sorted(wanted)
 
-    event = session.get(Event, event_id)
-    if event is None or event.status != EventStatus.PUBLISHED:
+    reads = [
+        (_BUYER, {"user_id": user_id}),
+        (_EVENT, {"event_id": event_id}),
+        (_TICKET_TYPES, {"ids": ids, "event_id": event_id}),
+        (inventory.QUOTAS_OF, {"ids": ids}),
+        (_NEXT_ORDER_ID, None),
+    ]
+    if promo_code:
+        reads.append((_PROMO, {"event_id": event_id, "code": promo_code.upper()}))
+    buyer, event, found, quotas, next_id, *promo_row = run_together(session, reads)
+
+    buyer = buyer.fetchone()
+    if buyer is None or not buyer[0]:
+        raise Unauthorized("the account does not exist or is disabled")
+    event = event.fetchone()
+    if event is None or event[0] != EventStatus.PUBLISHED:
         raise NotFound("event not found")
-    types = {
-        t.id: t
-        for t in session.scalars(
-            select(TicketType).where(TicketType.id.in_(wanted), TicketType.event_id == event_id)
-        )
-    }
+    event_window = (event[1], event[2])
+    types = {row[0]: _TicketType(*row) for row in found.fetchall()}
     missing = sorted(set(wanted) - set(types))
     if missing:
         raise NotFound("ticket type not found", ticket_type_ids=missing)
@@ -207,7 +309,7 @@ def place_order(
         raise InvalidInput("all tickets of one order must share a currency", field="items")
     for type_id, quantity in wanted.items():
         ticket_type = types[type_id]
-        if not _sales_open(event, ticket_type, now):
+        if not _sales_open(event_window, ticket_type, now):
             raise SalesClosed("sales are not open for this ticket type", ticket_type_id=type_id)
         if quantity > ticket_type.max_per_order:
             raise OverOrderLimit(
@@ -215,12 +317,12 @@ def place_order(
                 ticket_type_id=type_id,
                 max_per_order=ticket_type.max_per_order,
             )
-    promo = _promo(session, event_id, promo_code, now) if promo_code else None
+    promo = _promo(promo_row[0].fetchone(), now) if promo_code else None
 
     subtotal = sum(types[t].price_minor * q for t, q in wanted.items())
     discount = _discount(promo, subtotal)
     placed = PlacedOrder(
-        id=session.scalar(_NEXT_ORDER_ID),
+        id=next_id.fetchone()[0],
         user_id=user_id,
         event_id=event_id,
         status=OrderStatus.PENDING,
@@ -232,35 +334,25 @@ def place_order(
         expires_at=now + hold,
         paid_at=None,
         created_at=now,
-        items=[
-            PlacedItem(type_id, quantity, types[type_id].price_minor)
-            for type_id, quantity in sorted(wanted.items())
-        ],
+        items=[PlacedItem(type_id, wanted[type_id], types[type_id].price_minor) for type_id in ids],
     )
-    if before_hold is not None:
-        before_hold(placed)
+    writes = []
+    if before_hold is not None and (statement := before_hold(placed)) is not None:
+        writes.append(statement)
 
-    write_if_it_fits = (
-        _HOLD_IF_IT_FITS,
-        {
-            **inventory.counted_parameters(wanted, now),
-            **{name: getattr(placed, name) for name in _ORDER_COLUMNS},
-            "quantities": [item.quantity for item in placed.items],
-            "unit_prices": [item.unit_price_minor for item in placed.items],
-        },
-    )
-    if promo is not None and promo.max_uses is not None:
-        locked = inventory.lock_capacities(session, wanted, promo_code_ids=[promo.id])
-        _check_promo_uses(session, promo, now)
-        rows = session.execute(*write_if_it_fits).all()
-    else:  # the usual case: the order is written the moment the locks are had
-        locked, rows = inventory.lock_capacities_then(session, wanted, *write_if_it_fits)
-    caps = [inventory.capacity_of(row) for row in rows]
-    inventory.check_all_locked(caps, locked)  # (raising rolls the order back)
-    placed_count = rows[0][5]
-    if not placed_count:
-        left = inventory.left_per_ticket_type(caps, wanted)
-        raise SoldOut("not enough tickets left", available=left)
+    limited = promo is not None and promo.max_uses is not None
+    quota_ids = quotas.fetchone()[0]
+    _, locking = inventory.lock_statement(ids, quota_ids, [promo.id] if limited else [])
+    write_if_it_fits = {
+        **inventory.counted_parameters(ids, now),
+        **{name: getattr(placed, name) for name in _ORDER_COLUMNS},
+        "quantities": [item.quantity for item in placed.items],
+        "unit_prices": [item.unit_price_minor for item in placed.items],
+        "promo_max_uses": promo.max_uses if limited else None,
+        "locked_quotas": quota_ids,
+    }
+    with _refusals(wanted):
+        commit_with(session, [*writes, locking, (_HOLD_OR_REFUSE, write_if_it_fits)])
     return placed
 
 

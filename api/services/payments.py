@@ -8,14 +8,16 @@ a webhook and a replayed webhook all end in the same single set of rows.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, func, select
+import psycopg
+from sqlalchemy import Engine, bindparam, select, text
 from sqlalchemy.orm import Session
 
-from api.db import unit_of_work
-from api.errors import HoldExpired, NotFound, OrderNotPayable
+from api.db import Statement, commit_with, compiled, unit_of_work
+from api.errors import HoldExpired, NotFound, OrderNotPayable, Unauthorized
 from api.models import (
     LedgerKind,
     Order,
@@ -23,10 +25,10 @@ from api.models import (
     OrderStatus,
     Payment,
     PaymentStatus,
+    User,
 )
 from api.payments.provider import PaymentProvider, ProviderPayment, ProviderStatus
-from api.services import inventory, ledger, refunds, tickets
-from api.services.access import Caller
+from api.services import idempotency, inventory, ledger, refunds, tickets
 from api.services.locking import lock_order, locked
 
 
@@ -42,26 +44,124 @@ class PaymentOutcome:
     refund_owed: int | None  # paid, but the tickets were gone: the refund reserved to send
 
 
-def _own_order(session: Session, caller: Caller, order_id: int) -> Order:
-    order = lock_order(session, order_id)
-    if order is None or order.user_id != caller.user_id:
+# What paying reads first, in one round trip: the payer's account, and the order with its
+# payments so far and its items (one row per ticket, for the tickets a success issues).
+_PAYER = compiled(select(User.is_active).where(User.id == bindparam("user_id")))
+_ORDER = compiled(
+    text(
+        """
+        SELECT o.user_id, o.status, o.expires_at, o.total_minor, o.currency,
+               (SELECT count(*) FROM payments p WHERE p.order_id = o.id),
+               ARRAY(SELECT i.id FROM order_items i, generate_series(1, i.quantity)
+                     WHERE i.order_id = o.id ORDER BY i.id),
+               ARRAY(SELECT i.ticket_type_id FROM order_items i, generate_series(1, i.quantity)
+                     WHERE i.order_id = o.id ORDER BY i.id)
+        FROM orders o WHERE o.id = :order_id
+        """
+    )
+)
+_NEXT_PAYMENT_ID = compiled(text("SELECT nextval(pg_get_serial_sequence('payments', 'id'))"))
+_NOT_USUAL = "TF004"  # checkout_refuse(): the usual success does not apply, record() decides
+# The usual success, in one statement: a pending order whose hold still runs, with no payment
+# recorded for this processor payment yet (a webhook may have been first), is paid: the
+# payment (its id drawn before), its sale and fee in the ledger, its tickets. Otherwise it
+# fails (so that nothing sent with it commits) and `record()` takes over. The tickets are
+# for the items read before (a pending order's items never change; the count checks it).
+_RECORD_PAID = compiled(
+    text(
+        f"""
+        WITH paid AS (
+            UPDATE orders o SET status = 'paid', paid_at = :now
+            WHERE o.id = :order_id AND o.status = 'pending' AND o.expires_at > :now
+              AND NOT EXISTS (SELECT 1 FROM payments p
+                              WHERE p.provider_payment_id = :provider_payment_id)
+              AND (SELECT coalesce(sum(i.quantity), 0) FROM order_items i
+                   WHERE i.order_id = o.id) = cardinality(CAST(:codes AS text[]))
+            RETURNING o.id, o.event_id, o.currency
+        ),
+        payment AS (
+            INSERT INTO payments (id, order_id, provider, provider_payment_id, amount_minor,
+                                  currency, status, fee_minor, provider_charge_id,
+                                  provider_balance_transaction_id, disputed, succeeded_at)
+            SELECT CAST(:payment_id AS bigint), paid.id, :provider, :provider_payment_id,
+                   CAST(:amount_minor AS bigint),
+                   :currency, 'succeeded', CAST(:fee_minor AS bigint), :charge_id,
+                   :balance_transaction_id, false, :now
+            FROM paid
+            RETURNING id
+        ),
+        ledger AS (
+            INSERT INTO ledger_entries (order_id, event_id, organizer_id, payment_id, kind,
+                                        amount_minor, currency, occurred_at)
+            SELECT paid.id, paid.event_id, e.organizer_id, payment.id, k.kind, k.amount,
+                   paid.currency, :now
+            FROM paid JOIN events e ON e.id = paid.event_id, payment,
+                 (VALUES (CAST('sale' AS ledger_kind), CAST(:amount_minor AS bigint), 1),
+                         ('fee', -CAST(:fee_minor AS bigint), 2)) AS k(kind, amount, n)
+            WHERE k.amount <> 0
+            ORDER BY k.n
+        ),
+        issued AS (
+            INSERT INTO tickets (order_id, order_item_id, ticket_type_id, code, status)
+            SELECT paid.id, t.item_id, t.ticket_type_id, t.code, 'valid'
+            FROM paid, unnest(CAST(:item_ids AS bigint[]), CAST(:ticket_type_ids AS bigint[]),
+                              CAST(:codes AS text[])) WITH ORDINALITY
+                       AS t(item_id, ticket_type_id, code, n)
+            ORDER BY t.n
+        )
+        SELECT CASE WHEN EXISTS (SELECT 1 FROM payment) THEN true
+                    ELSE checkout_refuse('{_NOT_USUAL}', 'not the usual success', NULL) END
+        """
+    )
+)
+
+
+@dataclass(frozen=True)
+class _Payable:
+    amount_minor: int
+    currency: str
+    attempt: int  # this payment attempt's number
+    ticket_item_ids: list[int]  # one per ticket a success issues
+    ticket_type_ids: list[int]
+    payment_id: int  # drawn for the usual success
+
+
+def _payable(
+    session: Session,
+    payer_id: int,
+    order_id: int,
+    now: datetime,
+    claim: idempotency.ClaimStatement | None,
+) -> _Payable:
+    """Raise unless the payer may pay the order now. One round trip, committed: the claim of
+    the caller's key (raising KeyTaken if it was not free), and reads (nothing else is
+    written before the processor call: its idempotency key makes a concurrent duplicate the
+    same processor payment)."""
+    reads = [
+        (_PAYER, {"user_id": payer_id}),
+        (_ORDER, {"order_id": order_id}),
+        (_NEXT_PAYMENT_ID, None),
+    ]
+    *claimed, payer, found, payment_id = commit_with(
+        session, [claim.statement, *reads] if claim else reads
+    )
+    if claim:
+        claim.check(claimed[0])
+    payer = payer.fetchone()
+    if payer is None or not payer[0]:
+        raise Unauthorized("the account does not exist or is disabled")
+    row = found.fetchone()
+    if row is None or row[0] != payer_id:
         raise NotFound("order not found")
-    return order
-
-
-def _check_payable(session: Session, order: Order, now: datetime) -> int:
-    """Raise unless the order can be paid now; return this attempt's number."""
-    if order.status != OrderStatus.PENDING:
-        raise OrderNotPayable(f"the order is {order.status.value}", status=order.status.value)
-    if order.expires_at <= now:
+    _, status, expires_at, total, currency, attempts, item_ids, type_ids = row
+    if status != OrderStatus.PENDING:
+        raise OrderNotPayable(f"the order is {status}", status=status)
+    if expires_at <= now:
         raise HoldExpired(
             "the hold on these tickets has expired; place a new order",
-            expired_at=order.expires_at.isoformat(),
+            expired_at=expires_at.isoformat(),
         )
-    attempts = session.scalar(
-        select(func.count()).select_from(Payment).where(Payment.order_id == order.id)
-    )
-    return attempts + 1
+    return _Payable(total, currency, attempts + 1, item_ids, type_ids, payment_id.fetchone()[0])
 
 
 def _processor_key(
@@ -79,33 +179,91 @@ def _processor_key(
 def start_payment(
     engine: Engine,
     provider: PaymentProvider,
-    caller: Caller,
     *,
+    payer_id: int,
     order_id: int,
     payment_method: str | None,
     now: datetime,
     attempt_key: str | None = None,
+    claim: idempotency.ClaimStatement | None = None,
+    answer: Callable[[PaymentOutcome], Statement] | None = None,
 ) -> PaymentOutcome:
     """Charge the order's total. Returns at once with the outcome the processor gave.
 
     `attempt_key` (the client's Idempotency-Key) makes the processor call itself idempotent:
-    a retry after a crash finds the same processor payment instead of charging twice.
+    a retry after a crash finds the same processor payment instead of charging twice. With
+    `claim`, the key is claimed in the first transaction (KeyTaken if it was not free); the
+    statement `answer` makes of a usual success is committed with it.
     """
     with unit_of_work(engine) as session:
-        order = _own_order(session, caller, order_id)
-        attempt = _check_payable(session, order, now)
-        amount, currency = order.total_minor, order.currency
-    if amount == 0:
+        order = _payable(session, payer_id, order_id, now, claim)
+    if order.amount_minor == 0:
         raise OrderNotPayable("free orders need no payment", total_minor=0)
     result = provider.create_payment(
         order_id=order_id,
-        amount_minor=amount,
-        currency=currency,
+        amount_minor=order.amount_minor,
+        currency=order.currency,
         payment_method=payment_method,
-        idempotency_key=_processor_key(order_id, attempt, attempt_key, payment_method),
+        idempotency_key=_processor_key(order_id, order.attempt, attempt_key, payment_method),
     )
+    if result.status == ProviderStatus.SUCCEEDED and result.fee_minor is not None:
+        paid = _record_paid(engine, provider.name, result, order, now=now, answer=answer)
+        if paid is not None:
+            return paid
     with unit_of_work(engine) as session:
         return record(session, provider.name, result, now=now)
+
+
+def _record_paid(
+    engine: Engine,
+    provider_name: str,
+    result: ProviderPayment,
+    order: _Payable,
+    *,
+    now: datetime,
+    answer: Callable[[PaymentOutcome], Statement] | None,
+) -> PaymentOutcome | None:
+    """The usual success, written and committed in one round trip (with `answer`'s
+    statement); None if it is not the usual case (the hold lapsed, a webhook was first...),
+    for `record()` to sort out."""
+    outcome = PaymentOutcome(
+        payment_id=order.payment_id,
+        order_id=result.order_id,
+        order_status=OrderStatus.PAID,
+        payment_status=PaymentStatus.SUCCEEDED,
+        provider_payment_id=result.id,
+        client_secret=result.client_secret,
+        failure_code=None,
+        refund_owed=None,
+    )
+    params = {
+        "payment_id": order.payment_id,
+        "order_id": result.order_id,
+        "now": now,
+        "provider": provider_name,
+        "provider_payment_id": result.id,
+        "amount_minor": result.amount_minor,
+        "currency": result.currency,
+        "fee_minor": result.fee_minor,
+        "charge_id": result.charge_id,
+        "balance_transaction_id": result.balance_transaction_id,
+        "item_ids": order.ticket_item_ids,
+        "ticket_type_ids": order.ticket_type_ids,
+        "codes": [tickets.new_code() for _ in order.ticket_item_ids],
+    }
+    statements = [(_RECORD_PAID, params)]
+    if answer is not None:
+        statements.append(answer(outcome))
+    try:
+        with unit_of_work(engine) as session:
+            commit_with(session, statements)
+    except psycopg.errors.UniqueViolation:  # a webhook is recording the same payment
+        return None
+    except psycopg.Error as error:
+        if error.sqlstate == _NOT_USUAL:
+            return None
+        raise
+    return outcome
 
 
 def _lock_payment(

@@ -9,22 +9,47 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from api.db import unit_of_work
+from api.db import commit_with, compiled, unit_of_work
 from api.errors import NotFound
-from api.models import Payment, PaymentStatus, ProcessedWebhook
+from api.models import ProcessedWebhook
 from api.payments.provider import PaymentProvider, WebhookEvent, WebhookKind
 from api.services import payments, refunds
 
-
-def _already_succeeded(session: Session, provider_payment_id: str) -> bool:
-    status = session.scalar(
-        select(Payment.status).where(Payment.provider_payment_id == provider_payment_id)
+# The usual `payment_intent.succeeded`: the payment was recorded when it was made, so only
+# the event id is left to remember (once).
+_SEEN_IF_RECORDED = compiled(
+    text(
+        """
+        WITH known AS (
+            SELECT status FROM payments WHERE provider_payment_id = :payment_id
+        ),
+        seen AS (
+            INSERT INTO processed_webhooks (event_id, type, received_at)
+            SELECT :event_id, :type, :now WHERE (SELECT status FROM known) = 'succeeded'
+            ON CONFLICT DO NOTHING
+            RETURNING event_id
+        )
+        SELECT coalesce((SELECT status FROM known) = 'succeeded', false),
+               EXISTS (SELECT 1 FROM seen)
+        """
     )
-    return status == PaymentStatus.SUCCEEDED
+)
+
+
+def _seen_if_recorded(engine: Engine, event: WebhookEvent, now: datetime) -> str | None:
+    """ "processed" or "duplicate" if the payment is recorded as succeeded already (one round
+    trip, committed); None if it is not."""
+    params = {"payment_id": event.payment.id, "event_id": event.id, "type": event.type, "now": now}
+    with unit_of_work(engine) as session:
+        (cursor,) = commit_with(session, [(_SEEN_IF_RECORDED, params)])
+        recorded, first = cursor.fetchone()
+    if not recorded:
+        return None
+    return "processed" if first else "duplicate"
 
 
 def _first_time(session: Session, event: WebhookEvent, now: datetime) -> bool:
@@ -77,10 +102,10 @@ def handle(
     if event.kind in payment_kinds and event.payment.order_id is None:
         return "ignored"  # not made by us (another app on the account, Stripe's dashboard)
     if event.kind == WebhookKind.PAYMENT_SUCCEEDED:
-        with unit_of_work(engine) as session:
-            if _already_succeeded(session, event.payment.id):
-                # Usual when the card was confirmed synchronously: nothing left to apply.
-                return "processed" if _first_time(session, event, now) else "duplicate"
+        # Usual when the card was confirmed synchronously: nothing left to apply.
+        outcome = _seen_if_recorded(engine, event, now)
+        if outcome is not None:
+            return outcome
         if event.payment.fee_minor is None:  # the fee is only in the balance transaction
             event = WebhookEvent(
                 event.id,

@@ -77,6 +77,43 @@ def test_concurrent_retries_with_one_key_place_one_order(live_api):
     assert _count(live_api, Order, Order.user_id == buyer_id) == 1
 
 
+def test_a_refused_order_stores_no_answer_under_its_key(live_api):
+    """The refusal fails the statement sent with the COMMIT: neither an order nor the answer
+    under the key commits, so the same key works once tickets are free again."""
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"Last seat": (3_000, 1)})
+    _, first = live_api.user(name="first")
+    buyer_id, buyer = live_api.user(name="buyer")
+    held = first.post("/orders", json=_order_body(event_id, tiers["Last seat"])).json()
+    key = {"Idempotency-Key": "late-click"}
+
+    refused = buyer.post("/orders", json=_order_body(event_id, tiers["Last seat"]), headers=key)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "sold_out"
+    assert _count(live_api, Order, Order.user_id == buyer_id) == 0
+    assert first.post(f"/orders/{held['id']}/cancel").status_code == 200
+    again = buyer.post("/orders", json=_order_body(event_id, tiers["Last seat"]), headers=key)
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+    assert _count(live_api, Order, Order.user_id == buyer_id) == 1
+
+
+def test_a_retried_order_gets_its_answer_even_when_its_checks_fail_now(live_api):
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 50)})
+    _, buyer = live_api.user(name="buyer")
+    key = {"Idempotency-Key": "before-the-close"}
+    first = buyer.post("/orders", json=_order_body(event_id, tiers["GA"]), headers=key)
+    assert first.status_code == 201
+    live_api.clock.offset_seconds = 30 * 24 * 3600  # sales have ended
+    try:
+        again = buyer.post("/orders", json=_order_body(event_id, tiers["GA"]), headers=key)
+        late = buyer.post("/orders", json=_order_body(event_id, tiers["GA"]))
+    finally:
+        live_api.clock.offset_seconds = 0
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert late.status_code == 409 and late.json()["error"]["code"] == "sales_closed"
+
+
 def test_a_retried_payment_charges_once(live_api):
     _, organizer = live_api.user(name="organizer")
     event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 50)})

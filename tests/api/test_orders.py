@@ -21,6 +21,7 @@ from api.models import (
     OrderStatus,
     PromoCode,
     Quota,
+    TicketTypeHolds,
     TicketTypeSales,
     quota_ticket_types,
 )
@@ -224,3 +225,55 @@ def test_the_sold_count_follows_every_status_change_and_paid_items_are_fixed(eng
         unit_of_work(engine) as session,
     ):
         session.add(late_item)
+
+
+def test_the_pending_count_follows_every_status_change(engine, make_event):
+    """Held - released (kept by triggers in two rows, checkout's O(1) bound) equals the count
+    over pending orders, lapsed or not, whatever path an order takes."""
+    event_id, (a, b), buyer = make_event(capacities=[500, 500])
+    rng = random.Random(11)
+    paths = [["paid"], ["paid", "refunded"], ["expired"], ["expired", "paid"], ["cancelled"], []]
+    for _ in range(40):
+        lines = [LineRequest(a, rng.randint(1, 3)), LineRequest(b, rng.randint(1, 2))]
+        order_id, _, _ = place(engine, buyer, event_id, lines)
+        for status in rng.choice(paths):
+            with unit_of_work(engine) as session:
+                session.get(Order, order_id).status = OrderStatus(status)
+
+    with unit_of_work(engine) as session:
+        counted = dict(
+            session.execute(
+                select(OrderItem.ticket_type_id, func.sum(OrderItem.quantity))
+                .join(Order, Order.id == OrderItem.order_id)
+                .where(Order.status == OrderStatus.PENDING, OrderItem.ticket_type_id.in_([a, b]))
+                .group_by(OrderItem.ticket_type_id)
+            ).all()
+        )
+        kept = dict(
+            session.execute(
+                select(
+                    TicketTypeSales.ticket_type_id,
+                    TicketTypeHolds.tickets_held - TicketTypeSales.tickets_released,
+                )
+                .join(
+                    TicketTypeHolds,
+                    TicketTypeHolds.ticket_type_id == TicketTypeSales.ticket_type_id,
+                )
+                .where(TicketTypeSales.ticket_type_id.in_([a, b]))
+            ).all()
+        )
+    assert kept == {t: int(counted.get(t, 0)) for t in (a, b)} and kept[a] > 0
+
+
+def test_lapsed_holds_the_sweeper_has_not_marked_do_not_block_a_sale(engine, make_event):
+    """They still count in the pending bound; near the capacity checkout counts exactly."""
+    event_id, (tier,), buyer = make_event(capacities=[5])
+    place(engine, buyer, event_id, [LineRequest(tier, 3)])
+    with pytest.raises(SoldOut) as caught:
+        place(engine, buyer, event_id, [LineRequest(tier, 3)])
+    assert caught.value.details == {"available": {tier: 2}}
+    _, _, status = place(engine, buyer, event_id, [LineRequest(tier, 5)], now=NOW + HOLD)
+    assert status == OrderStatus.PENDING
+    with pytest.raises(SoldOut) as caught:
+        place(engine, buyer, event_id, [LineRequest(tier, 1)], now=NOW + HOLD)
+    assert caught.value.details == {"available": {tier: 0}}
