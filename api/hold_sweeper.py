@@ -20,15 +20,22 @@ from starlette.concurrency import run_in_threadpool
 from api.db import unit_of_work
 from api.payments.provider import PaymentProvider
 from api.services import refunds
-from api.services.orders import expire_holds
+from api.services.orders import SWEEP_BATCH, expire_holds
 
 log = logging.getLogger(__name__)
 INTERVAL_SECONDS = 30.0
 
 
 def sweep(engine: Engine) -> int:
-    with unit_of_work(engine) as session:
-        return expire_holds(session, now=datetime.now(UTC))
+    """Expire every lapsed hold, a batch per transaction (each holds the count rows of its
+    orders' ticket types, which payments need at their commit, for one batch only)."""
+    now, expired = datetime.now(UTC), 0
+    while True:
+        with unit_of_work(engine) as session:
+            batch = expire_holds(session, now=now)
+        expired += batch
+        if batch < SWEEP_BATCH:
+            return expired
 
 
 async def _loop(engine: Engine, provider: Callable[[], PaymentProvider], interval: float):

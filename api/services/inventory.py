@@ -132,20 +132,27 @@ COUNTED_CAPACITIES = f"""{_CAPS}{_TAKEN}
 # each capacity is bounded in O(1) from the trigger-kept counts: sold + pending (held -
 # released: lapsed holds the sweeper has not marked yet included) is never less than what is
 # taken. If the order fits under every bound, `used` is that bound; only if it does not (near
-# a sell-out) is every capacity counted exactly, so a refusal reports exact figures. Checkout
-# reads it holding the capacities' locks, inside the statement that writes the order.
+# a sell-out) is every capacity counted exactly, so a refusal reports exact figures. A member
+# ticket type without both count rows (rows loaded with the triggers off) has no bound: its
+# capacity is counted exactly. Checkout reads it holding the capacities' locks, inside the
+# statement that writes the order.
 COUNTED_FOR_ORDER = f"""{_CAPS}
     bounded AS (
-        SELECT c.kind, c.id, c.total, c.members,
-               (SELECT coalesce(sum(s.tickets_sold + h.tickets_held - s.tickets_released), 0)
-                FROM ticket_type_sales s
-                JOIN ticket_type_holds h ON h.ticket_type_id = s.ticket_type_id
-                WHERE s.ticket_type_id = ANY(c.members))::bigint AS at_most,
+        SELECT c.kind, c.id, c.total, c.members, k.at_most, k.kept = cardinality(c.members)
+               AS kept,
                (SELECT coalesce(sum(w.quantity), 0) FROM wanted w
                 WHERE w.ticket_type_id = ANY(c.members))::bigint AS asked
-        FROM caps c
+        FROM caps c,
+             LATERAL (SELECT coalesce(sum(s.tickets_sold + h.tickets_held
+                                          - s.tickets_released), 0)::bigint AS at_most,
+                             count(*) AS kept
+                      FROM ticket_type_sales s
+                      JOIN ticket_type_holds h ON h.ticket_type_id = s.ticket_type_id
+                      WHERE s.ticket_type_id = ANY(c.members)) k
     ),
-    fits_the_bounds AS (SELECT bool_and(asked <= total - at_most) AS ok FROM bounded),{_TAKEN}
+    fits_the_bounds AS (
+        SELECT bool_and(kept AND asked <= total - at_most) AS ok FROM bounded
+    ),{_TAKEN}
     counted AS (
         SELECT b.kind, b.id, b.total, b.members,
                CASE WHEN (SELECT ok FROM fits_the_bounds) THEN b.at_most

@@ -35,6 +35,7 @@ from api.models import (
     PromoCode,
     Role,
     TicketType,
+    TicketTypeSales,
     User,
 )
 from api.services import inventory
@@ -356,18 +357,41 @@ def place_order(
     return placed
 
 
-def expire_holds(session: Session, *, now: datetime) -> int:
-    """Mark pending orders past their hold as expired; return how many.
+SWEEP_BATCH = 500
+
+
+def expire_holds(session: Session, *, now: datetime, limit: int = SWEEP_BATCH) -> int:
+    """Mark up to `limit` pending orders past their hold as expired; return how many.
 
     Expired holds stop counting at `expires_at` whether or not this ran: the sweeper only
-    makes the state visible.
+    makes the state visible. The orders a payment is writing are skipped (it decides them),
+    and the ticket types' count rows, which each expired order's trigger updates at the
+    commit, are locked first in id order, as every payment's trigger takes them: a payment
+    never waits on the sweeper in a circle, and at most for one batch.
     """
-    result = session.execute(
-        update(Order)
-        .where(Order.status == OrderStatus.PENDING, Order.expires_at <= now)
-        .values(status=OrderStatus.EXPIRED)
+    lapsed = list(
+        session.scalars(
+            select(Order.id)
+            .where(Order.status == OrderStatus.PENDING, Order.expires_at <= now)
+            .order_by(Order.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
     )
-    return result.rowcount
+    if not lapsed:
+        return 0
+    session.execute(
+        select(TicketTypeSales.ticket_type_id)
+        .where(
+            TicketTypeSales.ticket_type_id.in_(
+                select(OrderItem.ticket_type_id).where(OrderItem.order_id.in_(lapsed))
+            )
+        )
+        .order_by(TicketTypeSales.ticket_type_id)
+        .with_for_update()
+    ).all()
+    session.execute(update(Order).where(Order.id.in_(lapsed)).values(status=OrderStatus.EXPIRED))
+    return len(lapsed)
 
 
 def visible_order(session: Session, caller: Caller, order_id: int) -> Order:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 from sqlalchemy import Engine, bindparam, select, text
@@ -29,6 +29,7 @@ from api.models import (
 )
 from api.payments.provider import PaymentProvider, ProviderPayment, ProviderStatus
 from api.services import idempotency, inventory, ledger, refunds, tickets
+from api.services.clock import Elapsing
 from api.services.locking import lock_order, locked
 
 
@@ -62,6 +63,10 @@ _ORDER = compiled(
 )
 _NEXT_PAYMENT_ID = compiled(text("SELECT nextval(pg_get_serial_sequence('payments', 'id'))"))
 _NOT_USUAL = "TF004"  # checkout_refuse(): the usual success does not apply, record() decides
+# The usual success needs this much of the hold left when its statement is sent. A checkout
+# counts a hold as lapsed the moment it ends, without waiting for payments on their way:
+# closer to the end, record() decides under the capacities' locks, by the time read there.
+HOLD_MARGIN = timedelta(seconds=5)
 # The usual success, in one statement: a pending order whose hold still runs, with no payment
 # recorded for this processor payment yet (a webhook may have been first), is paid: the
 # payment (its id drawn before), its sale and fee in the ledger, its tickets. Otherwise it
@@ -72,7 +77,7 @@ _RECORD_PAID = compiled(
         f"""
         WITH paid AS (
             UPDATE orders o SET status = 'paid', paid_at = :now
-            WHERE o.id = :order_id AND o.status = 'pending' AND o.expires_at > :now
+            WHERE o.id = :order_id AND o.status = 'pending' AND o.expires_at > :hold_needed_until
               AND NOT EXISTS (SELECT 1 FROM payments p
                               WHERE p.provider_payment_id = :provider_payment_id)
               AND (SELECT coalesce(sum(i.quantity), 0) FROM order_items i
@@ -195,6 +200,7 @@ def start_payment(
     `claim`, the key is claimed in the first transaction (KeyTaken if it was not free); the
     statement `answer` makes of a usual success is committed with it.
     """
+    clock = Elapsing(now)
     with unit_of_work(engine) as session:
         order = _payable(session, payer_id, order_id, now, claim)
     if order.amount_minor == 0:
@@ -207,11 +213,12 @@ def start_payment(
         idempotency_key=_processor_key(order_id, order.attempt, attempt_key, payment_method),
     )
     if result.status == ProviderStatus.SUCCEEDED and result.fee_minor is not None:
-        paid = _record_paid(engine, provider.name, result, order, now=now, answer=answer)
+        # The processor took its time: the hold may have lapsed meanwhile.
+        paid = _record_paid(engine, provider.name, result, order, now=clock(), answer=answer)
         if paid is not None:
             return paid
     with unit_of_work(engine) as session:
-        return record(session, provider.name, result, now=now)
+        return record(session, provider.name, result, now=clock())
 
 
 def _record_paid(
@@ -240,6 +247,7 @@ def _record_paid(
         "payment_id": order.payment_id,
         "order_id": result.order_id,
         "now": now,
+        "hold_needed_until": now + HOLD_MARGIN,
         "provider": provider_name,
         "provider_payment_id": result.id,
         "amount_minor": result.amount_minor,
@@ -285,6 +293,7 @@ def record(session: Session, provider_name: str, result: ProviderPayment, *, now
 
     A success pays the order (tickets, ledger rows) when its tickets can still be had.
     """
+    clock = Elapsing(now)
     order, payment = _lock_payment(session, result.id, new_for_order=result.order_id)
     if order is None:
         raise NotFound("the payment belongs to no order here", provider_payment_id=result.id)
@@ -304,11 +313,18 @@ def record(session: Session, provider_name: str, result: ProviderPayment, *, now
     # another card), so a failed payment may still succeed; a success is final.
     if payment.status in (PaymentStatus.PENDING, PaymentStatus.FAILED):
         if result.status == ProviderStatus.SUCCEEDED:
-            if not _confirm(session, order, payment, result, now):
+            if not _confirm(session, order, payment, result, clock):
                 refund_owed = refunds.reserve_owed(session, payment).id
         elif result.status == ProviderStatus.FAILED and payment.status == PaymentStatus.PENDING:
             payment.status = PaymentStatus.FAILED
             payment.failure_code = result.failure_code or "declined"
+    elif (
+        payment.status == PaymentStatus.SUCCEEDED
+        and payment.fee_minor is None
+        and result.fee_minor is not None
+    ):
+        # Recorded from an answer without its balance transaction: the fee comes now.
+        _record_fee(session, order, payment, result)
     session.flush()
     return PaymentOutcome(
         payment_id=payment.id,
@@ -322,8 +338,18 @@ def record(session: Session, provider_name: str, result: ProviderPayment, *, now
     )
 
 
-def _still_fits(session: Session, order: Order, now: datetime) -> bool:
-    """Whether a pending order whose hold lapsed (or was swept) can still have its tickets."""
+def _takes_its_tickets(session: Session, order: Order, clock: Elapsing) -> bool:
+    """Whether a succeeded payment's order may be paid: its hold runs, or its tickets can
+    still be had.
+
+    A hold near its end, or past it, is decided under the capacities' locks, by the time
+    read once they are held: a checkout that counted the hold as lapsed has committed by
+    then, at an earlier time, so the two agree.
+    """
+    if order.status == OrderStatus.PENDING and order.expires_at > clock() + HOLD_MARGIN:
+        return True
+    if order.status not in (OrderStatus.PENDING, OrderStatus.EXPIRED):
+        return False
     wanted = dict(
         session.execute(
             select(OrderItem.ticket_type_id, OrderItem.quantity).where(
@@ -331,18 +357,38 @@ def _still_fits(session: Session, order: Order, now: datetime) -> bool:
             )
         ).all()
     )
-    return not inventory.shortfalls(inventory.lock_and_count(session, wanted, now), wanted)
+    locked = inventory.lock_capacities(session, wanted)
+    now = clock()
+    if order.status == OrderStatus.PENDING and order.expires_at > now:
+        return True  # every count so far has counted its hold
+    caps = inventory.capacities(session, wanted, now)
+    inventory.check_all_locked(caps, locked)
+    return not inventory.shortfalls(caps, wanted)
 
 
-def _confirm(
-    session: Session, order: Order, payment: Payment, result: ProviderPayment, now: datetime
-) -> bool:
-    """Mark the payment succeeded; pay the order if it may still be. False: refund owed."""
-    payment.status = PaymentStatus.SUCCEEDED
-    payment.succeeded_at = now
+def _record_fee(session: Session, order: Order, payment: Payment, result: ProviderPayment):
+    """The processor's fee and its balance transaction, once known."""
     payment.fee_minor = result.fee_minor
     payment.provider_charge_id = result.charge_id
     payment.provider_balance_transaction_id = result.balance_transaction_id
+    if result.fee_minor:
+        ledger.record(
+            session,
+            order,
+            LedgerKind.FEE,
+            -result.fee_minor,
+            occurred_at=payment.succeeded_at,
+            payment_id=payment.id,
+        )
+
+
+def _confirm(
+    session: Session, order: Order, payment: Payment, result: ProviderPayment, clock: Elapsing
+) -> bool:
+    """Mark the payment succeeded; pay the order if it may still be. False: refund owed."""
+    now = clock()
+    payment.status = PaymentStatus.SUCCEEDED
+    payment.succeeded_at = now
     ledger.record(
         session,
         order,
@@ -351,20 +397,8 @@ def _confirm(
         occurred_at=now,
         payment_id=payment.id,
     )
-    if result.fee_minor:
-        ledger.record(
-            session,
-            order,
-            LedgerKind.FEE,
-            -result.fee_minor,
-            occurred_at=now,
-            payment_id=payment.id,
-        )
-    payable = order.status == OrderStatus.PENDING and order.expires_at > now
-    lapsed = order.status == OrderStatus.EXPIRED or (
-        order.status == OrderStatus.PENDING and order.expires_at <= now
-    )
-    if payable or (lapsed and _still_fits(session, order, now)):
+    _record_fee(session, order, payment, result)
+    if _takes_its_tickets(session, order, clock):
         tickets.issue(session, order)
         # Write everything else first: the status change's trigger takes the ticket types'
         # `ticket_type_sales` rows, which every payment for them needs, until the commit.
@@ -372,7 +406,7 @@ def _confirm(
         order.status = OrderStatus.PAID
         order.paid_at = now
         return True
-    if lapsed:
+    if order.status == OrderStatus.PENDING:
         order.status = OrderStatus.EXPIRED
     return False
 

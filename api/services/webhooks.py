@@ -18,22 +18,24 @@ from api.errors import NotFound
 from api.models import ProcessedWebhook
 from api.payments.provider import PaymentProvider, WebhookEvent, WebhookKind
 from api.services import payments, refunds
+from api.services.clock import Elapsing
 
-# The usual `payment_intent.succeeded`: the payment was recorded when it was made, so only
-# the event id is left to remember (once).
+# The usual `payment_intent.succeeded`: the payment was recorded, with its fee, when it was
+# made, so only the event id is left to remember (once).
 _SEEN_IF_RECORDED = compiled(
     text(
         """
         WITH known AS (
-            SELECT status FROM payments WHERE provider_payment_id = :payment_id
+            SELECT status = 'succeeded' AND fee_minor IS NOT NULL AS complete
+            FROM payments WHERE provider_payment_id = :payment_id
         ),
         seen AS (
             INSERT INTO processed_webhooks (event_id, type, received_at)
-            SELECT :event_id, :type, :now WHERE (SELECT status FROM known) = 'succeeded'
+            SELECT :event_id, :type, :now WHERE (SELECT complete FROM known)
             ON CONFLICT DO NOTHING
             RETURNING event_id
         )
-        SELECT coalesce((SELECT status FROM known) = 'succeeded', false),
+        SELECT coalesce((SELECT complete FROM known), false),
                EXISTS (SELECT 1 FROM seen)
         """
     )
@@ -41,8 +43,8 @@ _SEEN_IF_RECORDED = compiled(
 
 
 def _seen_if_recorded(engine: Engine, event: WebhookEvent, now: datetime) -> str | None:
-    """ "processed" or "duplicate" if the payment is recorded as succeeded already (one round
-    trip, committed); None if it is not."""
+    """ "processed" or "duplicate" if the payment is recorded as succeeded with its fee (one
+    round trip, committed); None if it is not."""
     params = {"payment_id": event.payment.id, "event_id": event.id, "type": event.type, "now": now}
     with unit_of_work(engine) as session:
         (cursor,) = commit_with(session, [(_SEEN_IF_RECORDED, params)])
@@ -95,6 +97,7 @@ def handle(
     now: datetime,
 ) -> str:
     """Apply one webhook; returns "processed", "duplicate" or "ignored"."""
+    clock = Elapsing(now)
     event = provider.parse_webhook(payload, headers)
     if event.kind == WebhookKind.IGNORED:
         return "ignored"
@@ -113,6 +116,7 @@ def handle(
                 event.kind,
                 payment=provider.retrieve_payment(event.payment.id),
             )
+    now = clock()  # after the processor's answer: a hold may have lapsed meanwhile
     with unit_of_work(engine) as session:
         if not _first_time(session, event, now):
             return "duplicate"

@@ -3,14 +3,16 @@ webhooks that arrive late, twice or out of order."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import stripe
 from sqlalchemy import func, select
 
 from api.db import unit_of_work
-from api.models import LedgerEntry, Order, Payment, Refund, RefundStatus
+from api.models import LedgerEntry, LedgerKind, Order, Payment, Refund, RefundStatus
 from api.services import idempotency, refunds
 from api.services.access import load_caller
 from tests.api.live import wait_for
@@ -201,6 +203,101 @@ def test_money_that_arrives_after_the_hold_lapsed_and_the_seat_sold_is_given_bac
             select(LedgerEntry.kind).where(LedgerEntry.order_id == order["id"])
         ).all()
     assert sorted(k.value for k in kinds) == ["fee", "refund", "sale"]
+
+
+def _hold_ends_in(api, order_id: int, seconds: float) -> None:
+    """Move the API's clock so that the order's hold ends `seconds` from now."""
+    with unit_of_work(api.engine) as session:
+        expires_at = session.scalar(select(Order.expires_at).where(Order.id == order_id))
+    now = datetime.now(UTC)
+    api.clock.offset_seconds = (expires_at - now).total_seconds() - seconds
+
+
+def test_a_hold_that_lapses_while_the_processor_answers_is_not_sold_twice(live_api, monkeypatch):
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"Last seat": (5_000, 1)})
+    _, slow = live_api.user(name="slow")
+    _, quick = live_api.user(name="quick")
+    order = slow.post("/orders", json=_order_body(event_id, tiers["Last seat"])).json()
+    charge = live_api.provider.create_payment
+    taken = []
+
+    def slow_network(**kwargs):
+        time.sleep(2.5)  # the hold lapses meanwhile, and the seat is taken
+        taken.append(quick.post("/orders", json=_order_body(event_id, tiers["Last seat"])))
+        return charge(**kwargs)
+
+    monkeypatch.setattr(live_api.provider, "create_payment", slow_network)
+    try:
+        _hold_ends_in(live_api, order["id"], 2.0)
+        paid = slow.post(f"/orders/{order['id']}/payments", json={"payment_method": "pm_card_visa"})
+    finally:
+        live_api.clock.offset_seconds = 0
+    assert taken[0].status_code == 201, taken[0].text
+    # Charged after the hold ended and the seat went: the order expires, the money goes back.
+    assert paid.status_code == 409, paid.text
+    assert paid.json()["error"]["code"] == "hold_expired"
+    assert paid.json()["error"]["details"]["refunded"] is True
+    assert slow.get(f"/orders/{order['id']}").json()["status"] == "expired"
+    assert slow.get(f"/orders/{order['id']}/tickets").json() == []
+
+    def refunded() -> bool:
+        sent = Refund.status == RefundStatus.SUCCEEDED
+        return _count(live_api, Refund, Refund.order_id == order["id"], sent) == 1
+
+    assert wait_for(refunded)
+    bought = quick.post(
+        f"/orders/{taken[0].json()['id']}/payments", json={"payment_method": "pm_card_visa"}
+    )
+    assert bought.status_code == 201 and bought.json()["order_status"] == "paid"
+
+
+def test_a_payment_in_the_last_seconds_of_its_hold_pays_the_order(live_api):
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"Last seat": (5_000, 1)})
+    _, buyer = live_api.user(name="buyer")
+    order = buyer.post("/orders", json=_order_body(event_id, tiers["Last seat"])).json()
+    try:
+        _hold_ends_in(live_api, order["id"], 3.0)  # decided under the locks, hold running
+        paid = buyer.post(
+            f"/orders/{order['id']}/payments", json={"payment_method": "pm_card_visa"}
+        )
+    finally:
+        live_api.clock.offset_seconds = 0
+    assert paid.status_code == 201 and paid.json()["order_status"] == "paid"
+    assert len(buyer.get(f"/orders/{order['id']}/tickets").json()) == 1
+
+
+def test_a_fee_missing_from_the_processors_answer_is_recorded_from_its_webhook(
+    live_api, monkeypatch
+):
+    _, organizer = live_api.user(name="organizer")
+    event_id, tiers = publish_event(organizer, tiers={"GA": (3_000, 50)})
+    _, buyer = live_api.user(name="buyer")
+    order = buyer.post("/orders", json=_order_body(event_id, tiers["GA"])).json()
+    charge = live_api.provider.create_payment
+
+    def balance_transaction_not_ready(**kwargs):
+        answer = charge(**kwargs)
+        return dataclasses.replace(answer, balance_transaction_id=None, fee_minor=None)
+
+    monkeypatch.setattr(live_api.provider, "create_payment", balance_transaction_not_ready)
+    paid = buyer.post(f"/orders/{order['id']}/payments", json={"payment_method": "pm_card_visa"})
+    assert paid.status_code == 201 and paid.json()["order_status"] == "paid"
+
+    def fee_of_the_payment():
+        with unit_of_work(live_api.engine) as session:
+            return session.scalar(select(Payment.fee_minor).where(Payment.order_id == order["id"]))
+
+    assert wait_for(lambda: fee_of_the_payment() is not None)  # payment_intent.succeeded
+    assert fee_of_the_payment() == 117  # 2.9 % of 3,000 + 30
+    with unit_of_work(live_api.engine) as session:
+        fees = session.scalars(
+            select(LedgerEntry.amount_minor).where(
+                LedgerEntry.order_id == order["id"], LedgerEntry.kind == LedgerKind.FEE
+            )
+        ).all()
+    assert fees == [-117]
 
 
 def test_a_late_failure_event_does_not_undo_a_success(live_api):

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from api.db import unit_of_work
 from api.errors import DomainError, NotFound, OverOrderLimit, SalesClosed, SoldOut
@@ -277,3 +277,41 @@ def test_lapsed_holds_the_sweeper_has_not_marked_do_not_block_a_sale(engine, mak
     with pytest.raises(SoldOut) as caught:
         place(engine, buyer, event_id, [LineRequest(tier, 1)], now=NOW + HOLD)
     assert caught.value.details == {"available": {tier: 0}}
+
+
+def test_a_ticket_type_missing_its_count_rows_is_counted_exactly(engine, make_event):
+    """Rows loaded with the triggers off (a restore) leave the O(1) bound nothing to add up:
+    checkout must count, not take the missing rows for zero."""
+    event_id, (tier,), buyer = make_event(capacities=[1])
+    with unit_of_work(engine) as session:
+        session.execute(delete(TicketTypeHolds).where(TicketTypeHolds.ticket_type_id == tier))
+    place(engine, buyer, event_id, [LineRequest(tier, 1)])
+    with pytest.raises(SoldOut) as caught:
+        place(engine, buyer, event_id, [LineRequest(tier, 1)])
+    assert caught.value.details == {"available": {tier: 0}}
+
+
+def test_the_sweeper_expires_in_batches_and_leaves_orders_being_paid(engine, make_event):
+    event_id, (tier,), buyer = make_event(capacities=[10])
+    ids = [place(engine, buyer, event_id, [LineRequest(tier, 1)])[0] for _ in range(3)]
+
+    def sweep_in_batches_of_two() -> None:
+        while True:
+            with unit_of_work(engine) as session:
+                if expire_holds(session, now=NOW + HOLD, limit=2) < 2:
+                    return
+
+    def statuses() -> list[OrderStatus]:
+        with unit_of_work(engine) as session:
+            return [session.get(Order, order_id).status for order_id in ids]
+
+    with unit_of_work(engine) as payment:  # a payment writing the first order holds its row
+        payment.execute(select(Order.id).where(Order.id == ids[0]).with_for_update()).all()
+        sweep_in_batches_of_two()
+        assert statuses() == [OrderStatus.PENDING, OrderStatus.EXPIRED, OrderStatus.EXPIRED]
+    sweep_in_batches_of_two()
+    assert statuses() == [OrderStatus.EXPIRED] * 3
+    with unit_of_work(engine) as session:
+        held = session.get(TicketTypeHolds, tier).tickets_held
+        released = session.get(TicketTypeSales, tier).tickets_released
+    assert (held, released) == (3, 3)
