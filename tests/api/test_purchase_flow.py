@@ -29,12 +29,16 @@ def _ledger(api, order_id: int) -> list[tuple[str, int]]:
 def test_buy_pay_enter_and_refund(live_api):
     _, organizer = live_api.user(Role.ATTENDEE, "organizer")
     event_id, tiers = publish_event(
-        organizer, tiers={"Standing": (4_500, 100), "VIP": (12_000, 10)}
+        organizer,
+        tiers={"Standing": (4_500, 100), "VIP": (12_000, 10)},
+        title="Harbour Lights Matinee",
     )
     _, buyer = live_api.user(Role.ATTENDEE, "buyer")
 
-    listed = buyer.get("/events", params={"q": "harbour"}).json()
-    assert event_id in [e["id"] for e in listed["items"]]
+    # Other tests publish "Harbour Lights Festival"s into the same database: two words find
+    # this one among them.
+    listed = buyer.get("/events", params={"q": "harbour matinee"}).json()
+    assert [e["id"] for e in listed["items"]] == [event_id]
 
     order = buyer.post(
         "/orders",
