@@ -14,7 +14,7 @@ insert" cannot oversell under any concurrency.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -260,18 +260,21 @@ def lock_capacities(
 
 
 def lock_and_count(
-    session: Session, ticket_type_ids: Iterable[int], now: datetime
-) -> list[Capacity]:
-    """Lock every capacity the ticket types draw on, then count what each has taken.
+    session: Session, ticket_type_ids: Iterable[int], clock: Callable[[], datetime]
+) -> tuple[list[Capacity], datetime]:
+    """Lock every capacity the ticket types draw on, then count what each has taken at the
+    time read once the locks are held; the count and that time.
 
-    What the count sees cannot change until the transaction ends. Raises `Busy` when a quota
-    joined between looking up the locks and counting (retrying takes its lock too).
+    What the count sees cannot change until the transaction ends, and a checkout that held
+    the locks before counted at an earlier time. Raises `Busy` when a quota joined between
+    looking up the locks and counting (retrying takes its lock too).
     """
     ids = set(ticket_type_ids)
     locked = lock_capacities(session, ids)
+    now = clock()
     caps = capacities(session, ids, now)
     check_all_locked(caps, locked)
-    return caps
+    return caps, now
 
 
 def check_all_locked(caps: list[Capacity], locked: frozenset[tuple[int, int]]) -> None:

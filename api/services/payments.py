@@ -357,12 +357,9 @@ def _takes_its_tickets(session: Session, order: Order, clock: Elapsing) -> bool:
             )
         ).all()
     )
-    locked = inventory.lock_capacities(session, wanted)
-    now = clock()
+    caps, now = inventory.lock_and_count(session, wanted, clock)
     if order.status == OrderStatus.PENDING and order.expires_at > now:
         return True  # every count so far has counted its hold
-    caps = inventory.capacities(session, wanted, now)
-    inventory.check_all_locked(caps, locked)
     return not inventory.shortfalls(caps, wanted)
 
 
