@@ -50,8 +50,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -67,15 +65,17 @@ from clickhouse_connect.driver.client import Client
 from api import migrate
 from pipelines.cdc.tables import table_spec
 from pipelines.cdc.warehouse import RawTables
-from pipelines.orchestration.dbt_builds import EVERY_ROW, FREQUENT_BUILD_ARGS, NO_UNIT_TESTS
-from pipelines.orchestration.warehouse_env import dbt_environment
+from pipelines.orchestration.dbt_builds import (
+    EVERY_ROW,
+    FREQUENT_BUILD_ARGS,
+    NO_UNIT_TESTS,
+    run_dbt,
+)
 from pipelines.stripe_ingest.tables import TABLES as STRIPE_TABLES
 from ticketflow.services import isolated_settings, service_named
 from ticketflow.settings import Settings
 from ticketflow.supervisor import run_services
 
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT = ROOT / "dbt_project"
 TARGET_FULL_S = 120.0  # at 10M items
 TARGET_INCREMENTAL_S = 15.0  # at 10M items
 TARGET_RATIO = 20.0
@@ -671,26 +671,8 @@ class Invocation:
 
 
 def dbt(settings: Settings, work: Path, *args: str) -> Invocation:
-    command = [
-        str(Path(sys.executable).with_name("dbt")),
-        *args,
-        "--project-dir",
-        str(PROJECT),
-        "--profiles-dir",
-        str(PROJECT),
-        "--target-path",
-        str(work / "target"),
-        "--log-path",
-        str(work / "logs"),
-    ]
     started = time.perf_counter()
-    done = subprocess.run(
-        command,
-        env={**os.environ, **dbt_environment(settings)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_dbt(settings, work, *args)
     seconds = time.perf_counter() - started
     results = work / "target" / "run_results.json"
     if not results.exists():

@@ -12,6 +12,19 @@ Both carry the run tag `DBT_RUN_TAG_KEY`, which the Dagster instance limits to o
 time (two incremental builds of the same tables at once would insert the same keys twice).
 """
 
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pipelines.orchestration.warehouse_env import dbt_environment
+from ticketflow.settings import Settings
+
+DBT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+
 DBT_RUN_TAG_KEY = "ticketflow/dbt"
 # The tables and incremental models; dbt then takes every test that reads one of them, also
 # those that read a view beside it (an `--exclude` of the views would drop those too).
@@ -29,3 +42,30 @@ FREQUENT_BUILD_ARGS = (
     FREQUENT_EXCLUDE,
     *NO_UNIT_TESTS,
 )
+
+
+def run_dbt(
+    settings: Settings, work: Path, *args: str, timeout: float | None = None
+) -> subprocess.CompletedProcess:
+    """dbt against the warehouse `settings` name, with a target and log folder of its own
+    under `work`: runs of the project side by side (Dagster, tests, the benchmark) would
+    otherwise write over each other's manifest and partial-parse file."""
+    return subprocess.run(
+        [
+            DBT_EXECUTABLE,
+            *args,
+            "--project-dir",
+            str(DBT_DIR),
+            "--profiles-dir",
+            str(DBT_DIR),
+            "--target-path",
+            str(work / "target"),
+            "--log-path",
+            str(work / "logs"),
+        ],
+        env={**os.environ, **dbt_environment(settings)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -13,8 +13,6 @@
 import contextlib
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import clickhouse_connect
 from dagster import (
@@ -52,6 +50,8 @@ from dagster_dbt import (
 
 from pipelines.orchestration import checks
 from pipelines.orchestration.dbt_builds import (
+    DBT_DIR,
+    DBT_EXECUTABLE,
     DBT_RUN_TAG_KEY,
     EVERY_ROW,
     FREQUENT_EXCLUDE,
@@ -65,8 +65,6 @@ from ticketflow.settings import get_settings
 SETTINGS = get_settings()
 os.environ.update({k: v for k, v in dbt_environment(SETTINGS).items() if k not in os.environ})
 
-DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
-DBT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 DBT_PROJECT = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 if not DBT_PROJECT.manifest_path.exists() or os.environ.get("DAGSTER_IS_DEV_CLI"):
     # The manifest the assets are built from: parse the project (about 3 s).

@@ -20,7 +20,7 @@ import pytest
 from openpyxl import load_workbook
 
 from pipelines.cdc.__main__ import sync as cdc_sync
-from pipelines.orchestration.warehouse_env import dbt_environment
+from pipelines.orchestration.dbt_builds import run_dbt
 from pipelines.stripe_ingest.ingest import ingest_from_settings
 from tests.api.organizing import publish_event
 from ticketflow.embedded.payments import PAYOUTS_RUN_PATH
@@ -29,7 +29,6 @@ from ticketflow.settings import Settings
 from ticketflow.supervisor import run_services
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 TICKETFLOW = str(Path(sys.executable).with_name("ticketflow"))
 PASSWORD = "long enough password"
 
@@ -69,29 +68,15 @@ def _buy(buyer: httpx.Client, event_id: int, tier: int, quantity: int) -> int:
 
 def _build_reconciliation(settings: Settings, work: Path) -> None:
     """The mart and what it stands on, with a dbt target folder of this test's own."""
-    project = str(ROOT / "dbt_project")
-    build = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("dbt")),
-            "build",
-            "--select",
-            "+rpt_reconciliation",
-            "--indirect-selection",
-            "cautious",  # leave out tests that also need models outside the selection
-            "--project-dir",
-            project,
-            "--profiles-dir",
-            project,
-            "--target-path",
-            str(work / "target"),
-            "--log-path",
-            str(work / "logs"),
-        ],
-        env={**os.environ, **dbt_environment(settings)},
-        capture_output=True,
-        text=True,
+    build = run_dbt(
+        settings,
+        work,
+        "build",
+        "--select",
+        "+rpt_reconciliation",
+        "--indirect-selection",
+        "cautious",  # leave out tests that also need models outside the selection
         timeout=600,
-        check=False,
     )
     assert build.returncode == 0, build.stdout[-4000:]
 

@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-from pipelines.orchestration.warehouse_env import dbt_environment
+from pipelines.orchestration.dbt_builds import run_dbt
 from ticketflow.settings import Settings
 
-PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 # Stamps of when a build ran, which a full refresh sets anew; every other column must agree.
 BUILD_STAMPS = ("built_at", "charge_noticed_at")
 
 
 def dbt(settings: Settings, work: Path, *command: str) -> subprocess.CompletedProcess:
-    """dbt with a target and log folder of its own, so that concurrent runs of the project
-    (other tests, Dagster) do not write over each other's manifest and logs."""
-    return subprocess.run(
-        [
-            str(Path(sys.executable).with_name("dbt")),
-            *command,
-            "--project-dir",
-            str(PROJECT),
-            "--profiles-dir",
-            str(PROJECT),
-            "--target-path",
-            str(work / "target"),
-            "--log-path",
-            str(work / "logs"),
-        ],
-        env={**os.environ, **dbt_environment(settings)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    """`run_dbt`, given up on after 15 minutes rather than hanging a test run."""
+    return run_dbt(settings, work, *command, timeout=900)
 
 
 def contents(ch) -> dict[str, tuple[int, int]]:
