@@ -291,7 +291,9 @@ def test_every_batch_is_stamped_later_than_the_one_before(
     paid = [_pay(client, 5_000 + n, "eur", 40 + n) for n in range(3)]
     _refund(client, paid[0], 1_000)
     _refund(client, paid[1], 2_000)
-    monkeypatch.setattr(stripe_ingest, "BATCH_ROWS", 1)  # one row per batch
+    # One row per batch (the real ingestion, with its batch size lowered): a run of a few
+    # objects then has as many batches as rows, and their stamps can be compared.
+    monkeypatch.setattr(stripe_ingest, "BATCH_ROWS", 1)
 
     ingest_stripe(client, ch, database=database)
     stamps = []

@@ -418,6 +418,9 @@ def test_a_key_in_use_by_a_request_still_running_is_refused():
 
 
 def test_idempotency_keys_are_forgotten_after_a_day_or_beyond_the_cap(monkeypatch):
+    """The real pruning function on the real store type. The store is swapped for an empty
+    one, the cap lowered to 3 and the clock given as an argument, so that a day's age and
+    the cap are reached without a day's wait or a hundred thousand requests."""
     saved = OrderedDict()
     monkeypatch.setattr(fake_stripe._state, "idempotent", saved)
     monkeypatch.setattr(fake_stripe, "IDEMPOTENCY_MAX_KEYS", 3)
