@@ -28,7 +28,7 @@ ROWS = Counter("cdc_rows_total", "Rows written to ClickHouse.")
 ROWS_PER_SECOND = Gauge("cdc_rows_per_second", "Rows written per second, last batch.")
 
 STATUS_TABLE = "_relay_status"
-WRITE_EVERY_SECONDS = 5.0  # while idle; every batch with rows is written at once
+WRITE_EVERY_SECONDS = 5.0  # while idle; batches with rows, and catching up, are written at once
 
 
 @dataclass
@@ -41,9 +41,17 @@ class Progress:
 
 
 class StatusReporter:
-    def __init__(self, relay: Relay, *, retained_wal_warn_bytes: int) -> None:
+    def __init__(
+        self,
+        relay: Relay,
+        *,
+        retained_wal_warn_bytes: int,
+        write_every_seconds: float = WRITE_EVERY_SECONDS,
+    ) -> None:
         self.relay = relay
         self.warn_bytes = retained_wal_warn_bytes
+        self.write_every_seconds = write_every_seconds
+        self._written_caught_up: bool | None = None
         self.last_commit_time: datetime | None = None
         self._last_write = 0.0
         self._last_batch_at = time.monotonic()
@@ -77,6 +85,9 @@ class StatusReporter:
         )
 
     def record(self, result: BatchResult) -> Progress:
+        """Set the gauges; write a status row for a batch with rows, for catching up or
+        falling behind, and otherwise every `write_every_seconds`. A caught-up slot still moves
+        over WAL nothing is published from, so between idle rows the table may trail it."""
         now = datetime.now(UTC)
         progress = self._progress(result, now)
         elapsed = max(time.monotonic() - self._last_batch_at, 1e-6)
@@ -91,8 +102,13 @@ class StatusReporter:
         ROWS.inc(result.rows)
         ROWS_PER_SECOND.set(rate)
         self._warn_about_retained_wal(progress.retained_wal_bytes)
-        if result.rows or time.monotonic() - self._last_write >= WRITE_EVERY_SECONDS:
+        if (
+            result.rows
+            or result.caught_up != self._written_caught_up
+            or time.monotonic() - self._last_write >= self.write_every_seconds
+        ):
             self._write(progress, now, result.rows, rate)
+            self._written_caught_up = result.caught_up
         return progress
 
     def _warn_about_retained_wal(self, retained: int) -> None:

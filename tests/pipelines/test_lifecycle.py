@@ -207,7 +207,8 @@ def test_status_table_and_gauges(cdc: CdcCase, caplog):
     cdc.sql(ACCOUNTS)
     relay = cdc.relay(batch_changes=100)
     relay.start()
-    status = StatusReporter(relay, retained_wal_warn_bytes=1)
+    idle_every = 2.0
+    status = StatusReporter(relay, retained_wal_warn_bytes=1, write_every_seconds=idle_every)
     status.ensure_table()
     with psycopg.connect(cdc.dsn, autocommit=True) as conn:
         for n in range(1, 201):  # 200 transactions of 3 messages: several batches
@@ -225,8 +226,10 @@ def test_status_table_and_gauges(cdc: CdcCase, caplog):
     assert _gauge("cdc_lag_seconds") == behind.lag_seconds
     assert "the replication slot keeps" in caplog.text  # over the (tiny) warning threshold
 
-    relay.sync_until(relay.current_wal_lsn(), on_batch=status.record)
+    progress = []
+    relay.sync_until(relay.current_wal_lsn(), on_batch=lambda r: progress.append(status.record(r)))
     caught_up = status.record(relay.sync_batch())
+    progress.append(caught_up)
     # (bytes: nothing but what the server writes on its own, now and then, is left)
     assert caught_up.lag_seconds == 0.0 and caught_up.lag_bytes < 65_536
     assert _gauge("cdc_rows_total") - rows_before == 200
@@ -236,17 +239,34 @@ def test_status_table_and_gauges(cdc: CdcCase, caplog):
     assert _gauge("cdc_retained_wal_bytes") > 0
     assert abs(_gauge("cdc_last_commit_timestamp_seconds") - committed_at) < 2
 
-    rows = cdc.ch.query(
-        "SELECT slot, confirmed_lsn, lag_seconds, lag_bytes, rows, data_as_of, last_commit_at "
-        f"FROM `{cdc.name}`.{STATUS_TABLE} ORDER BY recorded_at"
-    ).result_rows
+    def status_rows():
+        return cdc.ch.query(
+            "SELECT slot, confirmed_lsn, lag_seconds, lag_bytes, rows, data_as_of, last_commit_at "
+            f"FROM `{cdc.name}`.{STATUS_TABLE} ORDER BY recorded_at"
+        ).result_rows
+
+    rows = status_rows()
     assert len(rows) >= 3
     assert {row[0] for row in rows} == {cdc.name}
     assert sum(row[4] for row in rows) == 200
     assert rows[0][2] >= 1.0  # the row written while behind says so
+    # Catching up is written at once, even by a batch without rows: the table's last row is
+    # the first caught-up batch (later idle ones wait for the interval).
+    first_caught_up = next(p for p in progress if p.lag_seconds == 0.0)
     _, confirmed, lag_seconds, lag_bytes, _, as_of, last_commit = rows[-1]
-    assert (confirmed, lag_seconds) == (relay.confirmed_lsn(), 0.0) and lag_bytes < 65_536
+    assert (confirmed, lag_seconds) == (first_caught_up.confirmed_lsn, 0.0)
+    assert lag_bytes < 65_536
     assert as_of > last_commit  # caught up: the data is current as of the check
+
+    # Idle: nothing more within the interval; after it, a row with where the slot is now.
+    status.record(relay.sync_batch())
+    assert len(status_rows()) == len(rows)
+    time.sleep(idle_every)
+    idle = status.record(relay.sync_batch())
+    after = status_rows()
+    assert len(after) == len(rows) + 1
+    assert (after[-1][1], after[-1][2], after[-1][4]) == (relay.confirmed_lsn(), 0.0, 0)
+    assert idle.confirmed_lsn == relay.confirmed_lsn()
 
 
 def test_an_idle_slot_follows_wal_written_elsewhere(cdc: CdcCase):
@@ -270,3 +290,25 @@ def test_an_idle_slot_follows_wal_written_elsewhere(cdc: CdcCase):
     cdc.sql("INSERT INTO accounts VALUES (2, 'b', 0)")
     drain(relay)
     assert assert_same_rows(cdc.dsn, cdc.ch, cdc.name) == {"accounts": 2}
+
+
+def test_catching_up_is_written_at_once_by_a_batch_without_rows(cdc: CdcCase):
+    cdc.sql(ACCOUNTS)
+    relay = cdc.relay(batch_changes=3)  # BEGIN, RELATION, INSERT, COMMIT fill one batch
+    relay.start()
+    status = StatusReporter(relay, retained_wal_warn_bytes=2**40)  # writes idle rows every 5 s
+    status.ensure_table()
+    cdc.sql("INSERT INTO accounts VALUES (1, 'x', 0)")
+
+    full = relay.sync_batch()
+    assert (full.rows, full.caught_up) == (1, False)
+    assert status.record(full).lag_seconds > 0.0
+    empty = relay.sync_batch()
+    assert (empty.rows, empty.caught_up) == (0, True)
+    status.record(empty)
+
+    rows = cdc.ch.query(
+        f"SELECT rows, lag_seconds FROM `{cdc.name}`.{STATUS_TABLE} ORDER BY recorded_at"
+    ).result_rows
+    assert [row[0] for row in rows] == [1, 0]
+    assert rows[0][1] > 0.0 and rows[1][1] == 0.0
