@@ -9,10 +9,10 @@
 {%- set every_order = var('test_every_row', false) -%}
 {%- set checked_orders -%}
     select order_id from {{ ref('int_order_money_allocated_to_items') }}
-    where built_at = (select max(built_at) from {{ ref('int_order_money_allocated_to_items') }})
+    where built_at = {{ latest_build_of(ref('int_order_money_allocated_to_items')) }}
     union all
     select order_id from {{ ref('fct_orders') }}
-    where built_at = (select max(built_at) from {{ ref('fct_orders') }})
+    where built_at = {{ latest_build_of(ref('fct_orders')) }}
 {%- endset %}
 with items as (
     select

@@ -9,7 +9,7 @@ with unlinked as (
     from {{ ref('fct_balance_transactions') }}
     where charge_id is null
     {% if not var('test_every_row', false) %}
-        and built_at = (select max(built_at) from {{ ref('fct_balance_transactions') }})
+        and built_at = {{ latest_build_of(ref('fct_balance_transactions')) }}
     {% endif %}
 )
 
