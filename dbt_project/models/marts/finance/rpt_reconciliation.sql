@@ -84,17 +84,25 @@ internal as (
     select * from refund_rows
 ),
 
-matched as (
+rows as (
+    -- Each internal row beside the processor transaction of its object, and the processor's
+    -- transactions of charges and refunds carrying our order key that no internal row names
+    -- (other applications' on the account are not ours to match). One full join, so that
+    -- neither side is read twice; a side without a match reads as its columns' defaults.
     select
-        internal.item_type as item_type,
+        internal.item_type != '' as ours,
+        if(
+            ours, internal.item_type,
+            if(transactions.transaction_type = 'refund', 'refund', 'payment')
+        ) as item_type,
         internal.internal_id as internal_id,
         internal.order_id as order_id,
         internal.event_id as event_id,
-        internal.processor_object_id as processor_object_id,
+        if(ours, internal.processor_object_id, transactions.source_id) as processor_object_id,
         transactions.balance_transaction_id as balance_transaction_id,
         transactions.payout_id as payout_id,
         transactions.reporting_category as reporting_category,
-        internal.currency as currency,
+        if(ours, internal.currency, transactions.currency) as currency,
         internal.expected_gross_minor as expected_gross_minor,
         transactions.amount_minor as actual_gross_minor,
         internal.expected_fee_minor as expected_fee_minor,
@@ -103,45 +111,16 @@ matched as (
         transactions.net_minor as actual_net_minor,
         internal.disputed as disputed,
         transactions.balance_transaction_id != '' as found_at_processor,
-        internal.occurred_at as occurred_at,
-        internal.charge_key as charge_key
+        if(ours, internal.occurred_at, transactions.created_at) as occurred_at,
+        if(ours, internal.charge_key, assumeNotNull(transactions.charge_id)) as charge_key
     from internal
-    left join transactions on transactions.source_id = internal.processor_object_id
-),
-
-ours_at_processor_only as (
-    -- charges carrying our order key and their refunds, with no row of ours; other apps on
-    -- the account are not ours to match
-    select
-        if(transactions.transaction_type = 'refund', 'refund', 'payment') as item_type,
-        toInt64(0) as internal_id,
-        toInt64(0) as order_id,
-        toInt64(0) as event_id,
-        transactions.source_id as processor_object_id,
-        transactions.balance_transaction_id as balance_transaction_id,
-        transactions.payout_id as payout_id,
-        transactions.reporting_category as reporting_category,
-        transactions.currency as currency,
-        toInt64(0) as expected_gross_minor,
-        transactions.amount_minor as actual_gross_minor,
-        toInt64(0) as expected_fee_minor,
-        transactions.fee_minor as actual_fee_minor,
-        toInt64(0) as expected_net_minor,
-        transactions.net_minor as actual_net_minor,
-        false as disputed,
-        true as found_at_processor,
-        transactions.created_at as occurred_at,
-        assumeNotNull(transactions.charge_id) as charge_key
-    from transactions
-    where transactions.is_ticketflow
-        and transactions.source_type in ('charge', 'refund')
-        and transactions.source_id not in (
-            select processor_object_id from internal where processor_object_id is not null
-        )
+    full outer join transactions on transactions.source_id = internal.processor_object_id
+    where ours
+        or (transactions.is_ticketflow and transactions.source_type in ('charge', 'refund'))
 )
 
 select
-    rows.* except (charge_key),
+    rows.* except (ours, charge_key),
     coalesce(actual_net_minor, 0) - expected_net_minor as variance_minor,
     multiIf(
         internal_id = 0, 'missing_internally',
@@ -156,11 +135,7 @@ select
     -- the incremental cursor: when the charge was last noticed changed
     noticed.noticed_at as charge_noticed_at,
     {{ build_stamp() }} as built_at
-from (
-    select * from matched
-    union all
-    select * from ours_at_processor_only
-) as rows
+from rows
 left join (
     select charge_key, built_at as noticed_at from {{ ref('int_charges_changed') }}
     {% if incremental_run() %}where charge_key in ({{ keys }}){% endif %}
