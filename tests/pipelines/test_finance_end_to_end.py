@@ -19,7 +19,7 @@ import pytest
 
 from pipelines.cdc.__main__ import sync as cdc_sync
 from pipelines.orchestration import checks
-from pipelines.orchestration.dbt_builds import EVERY_ROW, FREQUENT_BUILD_ARGS
+from pipelines.orchestration.dbt_builds import EVERY_ROW, FREQUENT_BUILD_ARGS, NO_UNIT_TESTS
 from pipelines.stripe_ingest.ingest import ingest_from_settings
 from tests.api.organizing import publish_event
 from tests.pipelines.dbt_runs import contents, dbt
@@ -319,3 +319,19 @@ def test_the_books_reconcile_and_mismatches_are_caught(platform: Settings, tmp_p
     every_row = dbt(platform, tmp_path, "test", "--select", "fct_orders", *EVERY_ROW)
     assert every_row.returncode == 1, every_row.stdout[-4000:]
     assert "FAIL 1 unique_fct_orders_order_id" in every_row.stdout
+
+    # `dbt test` reads the newest build's rows; in a `dbt build`, the tests of a model that ran
+    # read what that invocation wrote (its own stamp). Two copies of an order no source holds,
+    # stamped later than any build, are the newest rows, and not the next build's.
+    for _ in range(2):
+        ch.command(
+            "INSERT INTO marts.fct_orders SELECT * REPLACE (order_id + 1000000 AS order_id, "
+            "toDateTime64('2099-01-01 00:00:00', 6, 'UTC') AS built_at) "
+            "FROM marts.fct_orders ORDER BY order_id, built_at LIMIT 1"
+        )
+    newest = dbt(platform, tmp_path, "test", "--select", "fct_orders")
+    assert newest.returncode == 1, newest.stdout[-4000:]
+    assert "FAIL 1 unique_fct_orders_order_id" in newest.stdout
+    built = dbt(platform, tmp_path, "build", "--select", "fct_orders", *NO_UNIT_TESTS)
+    assert built.returncode == 0, built.stdout[-4000:]
+    assert "PASS unique_fct_orders_order_id" in built.stdout
